@@ -1,0 +1,328 @@
+"""Zabbix API adapter (pyzabbix + requests), for Zabbix 6.0 LTS through 7.x.
+
+What it owns, so nothing else has to know:
+
+* auth: API token, or user/password with one re-login when the session
+  expired ("Session terminated, re-login, please."); never a login loop,
+  because five bad logins lock the account for 30 s;
+* a timeout on every call (pyzabbix has none by default) and retries with
+  exponential backoff for transient failures only;
+* version differences: ``select_acknowledges`` (6.0) vs ``selectAcknowledges``
+  (7.2 accepts only that), ``selectGroups`` vs ``selectHostGroups`` (6.2+);
+  auth in the body (< 6.4) or a Bearer header, which pyzabbix picks from the
+  detected version;
+* raw dicts -> frozen :class:`~hefestus.model.Problem`, with the full item
+  values, since ``opdata`` is cut to 20 characters per macro.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import requests
+import structlog
+from packaging.version import Version
+from pyzabbix import ZabbixAPI, ZabbixAPIException
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ..config import ZabbixSettings
+from ..errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
+from ..model import EventFilter, ItemValue, Problem, Severity
+
+# pyzabbix logs whole request payloads (passwords included) at DEBUG: never let it.
+logging.getLogger("pyzabbix").setLevel(logging.WARNING)
+log = structlog.get_logger("hefestus.zabbix")
+
+T = TypeVar("T")
+
+_EVENT_OUTPUT = ["eventid", "clock", "name", "severity", "opdata", "acknowledged",
+                 "r_eventid", "objectid", "suppressed"]
+_SESSION_GONE = ("session terminated", "not authorized", "re-login")
+_TEXT_TYPES = {1, 2, 4}  # char, log, text: where error messages live
+_NUMERIC_TYPES = {0, 3}
+_HISTORY_WINDOW = 600  # seconds before the oldest event searched for the triggering values
+
+
+class ZabbixClient:
+    """One authenticated connection to one Zabbix API."""
+
+    def __init__(self, settings: ZabbixSettings, *, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        self._settings = settings
+        self._session = session or requests.Session()
+        self._session.verify = settings.verify_tls
+        self._api = ZabbixAPI(settings.url, session=self._session, timeout=settings.timeout,
+                              detect_version=True)
+        self._sleep = sleep
+        self._logged_in = False
+        self.version: Version | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _retrying(self) -> Retrying:
+        kwargs: dict[str, Any] = {}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        return Retrying(
+            retry=retry_if_exception_type(ZabbixUnavailable),
+            stop=stop_after_attempt(self._settings.retries),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            reraise=True,
+            before_sleep=lambda rs: log.warning(
+                "zabbix call failed, retrying", attempt=rs.attempt_number,
+                error=str(rs.outcome.exception()) if rs.outcome else ""),
+            **kwargs,
+        )
+
+    def _raw(self, method: str, params: dict[str, Any] | list[Any]) -> Any:
+        try:
+            return self._api.do_request(method, params)["result"]
+        except (requests.RequestException, ZabbixAPIException) as exc:
+            raise self._translate(method, exc) from exc
+
+    def _translate(self, method: str, exc: Exception) -> Exception:
+        """Any client exception -> Unavailable (retry), AuthError or Rejected."""
+        url = self._settings.url
+        if isinstance(exc, requests.Timeout):
+            return ZabbixUnavailable(f"{method}: no answer within {self._settings.timeout:g}s")
+        if isinstance(exc, requests.ConnectionError):
+            return ZabbixUnavailable(f"{method}: cannot connect to {url}")
+        if isinstance(exc, requests.HTTPError):
+            status = exc.response.status_code if exc.response is not None else 0
+            if status >= 500 or status in (408, 429):
+                return ZabbixUnavailable(f"{method}: HTTP {status} from {url}")
+            return ZabbixRejected(f"{method}: HTTP {status} from {url}")
+        if isinstance(exc, ZabbixAPIException):
+            return _translate_api(method, exc)
+        return ZabbixUnavailable(f"{method}: {type(exc).__name__}")
+
+    def _login(self) -> None:
+        s = self._settings
+        try:
+            if s.token is not None:
+                self._api.login(api_token=s.token.get_secret_value())
+            else:
+                assert s.user and s.password
+                self._api.login(user=s.user, password=s.password.get_secret_value())
+        except (requests.RequestException, ZabbixAPIException) as exc:
+            err = self._translate("user.login", exc)
+            if isinstance(err, ZabbixRejected):
+                err = ZabbixAuthError(f"login to {s.url} failed: {err.data or err}")
+            raise err from exc
+        self.version = self._api.version
+        self._logged_in = True
+        log.info("connected to zabbix", url=s.url, version=str(self.version),
+                 auth_mode="token" if s.token else "user")
+
+    def call(self, method: str, **params: Any) -> Any:
+        """Call ``method`` with login, one re-login on an expired session, and retries."""
+        def attempt() -> Any:
+            if not self._logged_in:
+                self._login()
+            try:
+                return self._raw(method, params)
+            except ZabbixAuthError:
+                if self._settings.token is not None:
+                    raise  # a token that stops working won't start working again
+                log.info("zabbix session expired, logging in again")
+                self._logged_in = False
+                self._login()
+                return self._raw(method, params)
+        return self._retrying()(attempt)
+
+    def connect(self) -> str:
+        self.call("apiinfo.version")
+        if not self._logged_in:
+            self._login()
+        return str(self.version)
+
+    # -- version quirks ---------------------------------------------------------------
+
+    def _at_least(self, v: str) -> bool:
+        return self.version is not None and self.version >= Version(v)
+
+    @property
+    def _acks_param(self) -> str:
+        return "selectAcknowledges" if self._at_least("7.0") else "select_acknowledges"
+
+    @property
+    def _groups_param(self) -> tuple[str, str]:
+        return ("selectHostGroups", "hostgroups") if self._at_least("6.2") else ("selectGroups", "groups")
+
+    # -- reads ------------------------------------------------------------------------
+
+    def group_ids(self, names: Sequence[str]) -> tuple[str, ...]:
+        if not names:
+            return ()
+        rows = self.call("hostgroup.get", output=["groupid", "name"], filter={"name": list(names)})
+        found = {r["name"]: r["groupid"] for r in rows}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ZabbixRejected(f"host group(s) not found or not readable: {', '.join(missing)}")
+        return tuple(found[n] for n in names)
+
+    def latest_event_id(self) -> int:
+        rows = self.call("event.get", output=["eventid"], sortfield=["eventid"], sortorder="DESC", limit=1)
+        return int(rows[0]["eventid"]) if rows else 0
+
+    def first_event_id_since(self, clock: int) -> int | None:
+        rows = self.call("event.get", output=["eventid"], source=0, object=0, value=1,
+                         time_from=clock, sortfield=["eventid"], sortorder="ASC", limit=1)
+        return int(rows[0]["eventid"]) if rows else None
+
+    def _base(self, flt: EventFilter) -> dict[str, Any]:
+        params: dict[str, Any] = {"source": 0, "object": 0, "value": 1,
+                                  "sortfield": ["eventid"], "sortorder": "ASC"}
+        if flt.min_severity > Severity.NOT_CLASSIFIED:
+            params["severities"] = [s.value for s in Severity if s >= flt.min_severity]
+        if flt.groupids:
+            params["groupids"] = list(flt.groupids)
+        if not flt.include_suppressed:
+            params["suppressed"] = False
+        return params
+
+    def event_ids(self, flt: EventFilter, *, eventid_from: int, eventid_till: int) -> list[int]:
+        """Cheap listing (ids only) for the overlap window behind the cursor."""
+        if eventid_till < eventid_from:
+            return []
+        rows = self.call("event.get", **self._base(flt), output=["eventid"],
+                         eventid_from=eventid_from, eventid_till=eventid_till)
+        return [int(r["eventid"]) for r in rows]
+
+    def events(self, flt: EventFilter, *, eventid_from: int | None = None,
+               eventids: Sequence[int] | None = None, limit: int | None = None) -> list[Problem]:
+        """Problem events with hosts, groups, tags, acknowledgements and item values."""
+        params = {**self._base(flt), "output": _EVENT_OUTPUT,
+                  "selectHosts": ["hostid", "host", "name"], "selectTags": ["tag", "value"],
+                  self._acks_param: ["message"]}
+        if eventids is not None:
+            if not eventids:
+                return []
+            params["eventids"] = [str(e) for e in eventids]
+        if eventid_from is not None:
+            params["eventid_from"] = eventid_from
+        if limit is not None:
+            params["limit"] = limit
+        rows: list[dict[str, Any]] = self.call("event.get", **params)
+        if not rows:
+            return []
+        groups = self._host_groups({h["hostid"] for r in rows for h in r.get("hosts", [])})
+        items = self._item_values(rows)
+        return [_problem(r, groups, items.get(r["eventid"], ())) for r in rows]
+
+    def _host_groups(self, hostids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        ids = sorted(set(hostids))
+        if not ids:
+            return {}
+        param, key = self._groups_param
+        rows = self.call("host.get", hostids=ids, output=["hostid"], **{param: ["name"]})
+        return {r["hostid"]: tuple(g["name"] for g in r.get(key, [])) for r in rows}
+
+    def _item_values(self, events: list[dict[str, Any]]) -> dict[str, tuple[ItemValue, ...]]:
+        """For each event, its trigger's items with the value that stood at the event's clock."""
+        triggerids = sorted({e["objectid"] for e in events})
+        triggers = self.call("trigger.get", triggerids=triggerids, output=["triggerid"],
+                             selectItems=["itemid"])
+        items_of = {t["triggerid"]: [i["itemid"] for i in t.get("items", [])] for t in triggers}
+        itemids = sorted({i for ids in items_of.values() for i in ids})
+        if not itemids:
+            return {}
+        items = {i["itemid"]: i for i in self.call(
+            "item.get", itemids=itemids, output=["itemid", "name", "key_", "value_type", "lastvalue"],
+            webitems=True)}
+        history: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        by_type: dict[int, list[str]] = defaultdict(list)
+        for itemid, item in items.items():
+            vt = int(item["value_type"])
+            if vt in _TEXT_TYPES:
+                by_type[vt].append(itemid)
+        clocks = [int(e["clock"]) for e in events]
+        for vt, ids in by_type.items():
+            for h in self.call("history.get", history=vt, itemids=ids, output="extend",
+                               time_from=min(clocks) - _HISTORY_WINDOW, time_till=max(clocks),
+                               sortfield="clock", sortorder="DESC", limit=20000):
+                history[h["itemid"]].append((int(h["clock"]), h["value"]))
+        out: dict[str, tuple[ItemValue, ...]] = {}
+        for e in events:
+            clock = int(e["clock"])
+            values = []
+            for itemid in items_of.get(e["objectid"], []):
+                item = items.get(itemid)
+                if item is None:
+                    continue
+                value = next((v for c, v in history.get(itemid, []) if c <= clock),
+                             item.get("lastvalue", ""))
+                values.append(ItemValue(item["name"], item["key_"], str(value)))
+            out[e["eventid"]] = tuple(values)
+        return out
+
+    # -- writes -----------------------------------------------------------------------
+
+    def acknowledge(self, eventids: Sequence[int], message: str, *, action: int) -> None:
+        """One message onto many events, in one call."""
+        self.call("event.acknowledge", eventids=[str(e) for e in eventids], action=action,
+                  message=message)
+
+    def permissions(self) -> dict[str, Any]:
+        """Who the API user is and whether its role lets it comment / acknowledge.
+
+        ``None`` for a right means "could not tell" (role rules unreadable).
+        """
+        if self._settings.token is not None:
+            me = self.call("user.checkAuthentication", token=self._settings.token.get_secret_value())
+        else:
+            if not self._logged_in:
+                self._login()
+            me = self.call("user.checkAuthentication", sessionid=self._api.auth)
+        out: dict[str, Any] = {"user": me.get("username") or me.get("alias", "?"),
+                               "type": int(me.get("type", 0)), "comment": None, "acknowledge": None}
+        try:
+            roles = self.call("role.get", roleids=[me.get("roleid")], output=["name"], selectRules="extend")
+        except ZabbixRejected:
+            roles = []
+        if roles:
+            rules = roles[0].get("rules", {})
+            default = str(rules.get("actions.default_access", "1")) == "1"
+            actions = {a["name"]: str(a.get("status")) == "1" for a in rules.get("actions", [])}
+            out["role"] = roles[0].get("name")
+            out["comment"] = actions.get("add_problem_comments", default)
+            out["acknowledge"] = actions.get("acknowledge_problems", default)
+        return out
+
+
+def _translate_api(method: str, exc: ZabbixAPIException) -> Exception:
+    err = exc.error if isinstance(exc.error, dict) else {}
+    code = err.get("code")
+    data = str(err.get("data", "") or "")
+    message = str(err.get("message", "") or exc)
+    if not err:
+        # Not a JSON-RPC error: empty body or HTML instead of JSON (PHP fatal, proxy page).
+        return ZabbixUnavailable(f"{method}: the API answered something that is not JSON-RPC")
+    low = data.lower()
+    if any(s in low for s in _SESSION_GONE):
+        return ZabbixAuthError(f"{method}: {data}")
+    if "incorrect user name or password" in low or "temporarily blocked" in low:
+        return ZabbixAuthError(f"{method}: {data}")
+    if "database" in low and ("error" in low or "connect" in low):
+        return ZabbixUnavailable(f"{method}: Zabbix cannot reach its database: {data}")
+    return ZabbixRejected(f"{method}: {message} {data}".strip(), code=code, data=data)
+
+
+def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
+             items: tuple[ItemValue, ...]) -> Problem:
+    hosts = row.get("hosts", [])
+    host_groups = sorted({g for h in hosts for g in groups.get(h["hostid"], ())})
+    acks = row.get("acknowledges", [])
+    return Problem(
+        eventid=int(row["eventid"]), clock=int(row["clock"]), name=row.get("name", ""),
+        severity=Severity(int(row.get("severity", 0))),
+        hosts=tuple(h.get("host", "") for h in hosts), host_groups=tuple(host_groups),
+        tags=tuple((t["tag"], t.get("value", "")) for t in row.get("tags", [])),
+        opdata=row.get("opdata", "") or "", items=items, triggerid=int(row.get("objectid", 0)),
+        resolved=str(row.get("r_eventid", "0")) != "0", suppressed=str(row.get("suppressed", "0")) == "1",
+        acknowledged=str(row.get("acknowledged", "0")) == "1",
+        ack_messages=tuple(a.get("message", "") for a in acks),
+    )

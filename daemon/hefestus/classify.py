@@ -1,0 +1,53 @@
+"""Routing + dictionaries: the classification stage, and what a reload swaps.
+
+:class:`Knowledge` is built in full (every file parsed, every regex compiled,
+every domain cross-checked) before it is used, so a reload either yields a
+complete new object or raises and leaves the old one in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Classification, Problem
+from .patterns import Catalog, load_catalog
+from .rules import AUTO, Router, load_router
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    catalog: Catalog
+    router: Router
+
+    def classify(self, problem: Problem) -> Classification:
+        route = self.router.route(problem)
+        text = problem.error_text
+        if route.domain == AUTO:
+            c = self.catalog.best(text)
+            how = f"{route.rule} (auto: {c.routed_by})"
+            return Classification(**{**_fields(c), "routed_by": how})
+        c = self.catalog.classify(text, route.domain, routed_by=route.rule)
+        if c.classified or self.router.on_no_match != "best":
+            return c
+        other = self.catalog.best(text, fallback_domain=route.domain)
+        if not other.classified:
+            return c
+        how = f"{route.rule}, then best match (nothing in {route.domain} matched)"
+        return Classification(**{**_fields(other), "routed_by": how})
+
+    def analyze(self, text: str, domain: str | None = None) -> Classification:
+        """Classify a bare error text (CLI, API): no host, no tags, just the dictionaries."""
+        if domain is None:
+            return self.catalog.best(text)
+        return self.catalog.classify(text, domain, routed_by="--domain")
+
+
+def _fields(c: Classification) -> dict[str, object]:
+    return {name: getattr(c, name) for name in Classification.__dataclass_fields__}
+
+
+def load_knowledge(rules_dir: Path, patterns_dir: Path) -> Knowledge:
+    catalog = load_catalog(patterns_dir)
+    router = load_router(rules_dir, domains=catalog.domains)
+    return Knowledge(catalog, router)

@@ -1,0 +1,176 @@
+"""Command line: ``hefestus run | check | analyze | state``.
+
+Exit codes: 0 fine, 1 a check failed or an event could not be handled,
+2 bad configuration, rules or patterns (the message names file and line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, logs
+from .classify import load_knowledge
+from .config import Settings, find_config, load_settings
+from .errors import ConfigError, HefestusError, StateError, ZabbixError
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hefestus", description="Self-healing companion for Zabbix.")
+    p.add_argument("--config", "-c", metavar="PATH",
+                   help="configuration file (default: $HEFESTUS_CONFIG, ./hefestus.toml, /etc/hefestus/hefestus.toml)")
+    p.add_argument("--version", action="version", version=f"hefestus {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="poll Zabbix and acknowledge new problems")
+    run.add_argument("--once", action="store_true", help="one poll cycle, then exit")
+    run.add_argument("--dry-run", action="store_true",
+                     help="classify and print the messages; write nothing to Zabbix or the state")
+    sub.add_parser("check", help="validate configuration, rules and patterns; test Zabbix access")
+    an = sub.add_parser("analyze", help="classify one error text offline")
+    an.add_argument("text", help="the error text, or - to read standard input")
+    an.add_argument("--domain", "-d", help="dictionary to use (default: the best match of all)")
+    an.add_argument("--json", action="store_true", help="print the classification as JSON")
+    st = sub.add_parser("state", help="show the cursor and the latest handled events")
+    st.add_argument("--limit", type=int, default=20)
+    st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"hefestus: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateError as exc:
+        print(f"hefestus: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except ZabbixError as exc:
+        print(f"hefestus: zabbix: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(find_config(args.config, os.environ))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "analyze":
+        return _analyze(args)
+    settings = _settings(args)
+    logs.setup(settings.logging.level, settings.logging.format)
+    if args.command == "check":
+        return _check(settings)
+    if args.command == "state":
+        return _state(settings, args)
+    from .app import build, run_cycle, serve_forever
+
+    app = build(settings)
+    if args.dry_run:
+        report = app.pipeline.run_once(dry_run=True)
+        for plan in report.planned:
+            p = plan.problem
+            print(f"--- event {p.eventid} on {p.host or '?'}: {p.name}")
+            print(plan.message if plan.message else f"(skipped: {plan.skip_reason})")
+        print(f"--- {len(report.planned)} event(s); nothing was written", file=sys.stderr)
+        return EXIT_OK
+    if args.once:
+        report = run_cycle(app)
+        app.store.close()
+        if report is None:
+            return EXIT_FAIL
+        print(json.dumps(report.as_dict()))
+        return EXIT_FAIL if report.failed else EXIT_OK
+    serve_forever(app)
+    return EXIT_OK
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    # analyze works without Zabbix credentials: only the dictionaries matter.
+    try:
+        path = find_config(args.config, os.environ)
+        from . import tomlfile
+
+        data, _ = tomlfile.load(path)
+        cls = data.get("classification", {})
+        base = path.resolve().parent
+        rules_dir = base / cls.get("rules_dir", "rules")
+        patterns_dir = base / cls.get("patterns_dir", "patterns")
+    except ConfigError:
+        rules_dir, patterns_dir = Path("rules"), Path("patterns")
+    knowledge = load_knowledge(rules_dir, patterns_dir)
+    if args.domain and args.domain not in knowledge.catalog:
+        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(knowledge.catalog.domains)}")
+    c = knowledge.analyze(text, args.domain)
+    if args.json:
+        print(json.dumps(c.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        from .render import render
+
+        print(render(c))
+    return EXIT_OK
+
+
+def _check(settings: Settings) -> int:
+    ok = True
+
+    def line(status: str, what: str, detail: str = "") -> None:
+        print(f"[{status:>4}] {what}{': ' + detail if detail else ''}")
+
+    line("ok", "configuration", str(settings.source))
+    knowledge = load_knowledge(settings.rules_dir, settings.patterns_dir)
+    for domain in knowledge.catalog.domains:
+        d = knowledge.catalog[domain]
+        line("ok", f"patterns {domain}", f"{len(d)} patterns ({d.path})")
+    line("ok", "rules", f"{len(knowledge.router.rules)} rules, default {knowledge.router.default!r}")
+    from .store import Store
+
+    store = Store(settings.state_path)
+    line("ok", "state", f"{settings.state_path} (cursor {store.cursor})")
+    store.close()
+    from .adapters.zabbix import ZabbixClient
+
+    zbx = ZabbixClient(settings.zabbix)
+    try:
+        version = zbx.connect()
+        line("ok", "zabbix", f"{settings.zabbix.url} (API {version})")
+        perms: dict[str, Any] = zbx.permissions()
+        line("ok", "zabbix user", f"{perms['user']} (role {perms.get('role', '?')})")
+        need = ["comment"] + (["acknowledge"] if settings.acknowledge.action == "acknowledge" else [])
+        labels = {"comment": "Add problem comments", "acknowledge": "Acknowledge problems"}
+        for right in need:
+            if perms[right] is None:
+                line("warn", f"permission '{labels[right]}'", "cannot read the role's rules; check it in the UI")
+            elif perms[right]:
+                line("ok", f"permission '{labels[right]}'")
+            else:
+                ok = False
+                line("FAIL", f"permission '{labels[right]}'", "the role forbids it: Hefestus cannot write")
+        if settings.intake.host_groups:
+            zbx.group_ids(settings.intake.host_groups)
+            line("ok", "host groups", ", ".join(settings.intake.host_groups))
+    except HefestusError as exc:
+        ok = False
+        line("FAIL", "zabbix", str(exc))
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def _state(settings: Settings, args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store(settings.state_path)
+    print(f"cursor: {store.cursor}")
+    for e in store.recent(args.limit, args.state):
+        what = f"{e.domain}/{e.category or 'unclassified'}" if e.domain else "-"
+        print(f"{e.eventid:>10}  {e.state:<8} {what:<40} {e.detail}")
+    return EXIT_OK

@@ -1,0 +1,41 @@
+"""structlog set-up: JSON lines for journald/files, readable output on a terminal.
+
+Secrets never reach a log line: settings hold them as ``SecretStr`` (printed
+as ``**********``), pyzabbix's payload logging is muted in the adapter, and
+the :func:`_scrub` processor masks any value whose key looks like a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = ("password", "token", "secret", "auth", "authorization", "api_key")
+
+
+def _scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if any(s in key.lower() for s in _SECRET_KEYS) and key != "auth_mode":
+            event[key] = "**********"
+    return event
+
+
+def setup(level: str = "info", fmt: str = "auto") -> None:
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrub,
+            structlog.processors.format_exc_info if use_json else structlog.processors.StackInfoRenderer(),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

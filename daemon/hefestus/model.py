@@ -1,0 +1,139 @@
+"""The typed objects that flow through the pipeline.
+
+The Zabbix adapter turns each raw ``event.get`` row into one frozen
+:class:`Problem`; nothing downstream ever sees an API dict. Classification
+and rendering produce further frozen values, so a stage can never mutate what
+an earlier stage decided.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(enum.IntEnum):
+    """Zabbix trigger severities, in Zabbix's own numbering."""
+
+    NOT_CLASSIFIED = 0
+    INFORMATION = 1
+    WARNING = 2
+    AVERAGE = 3
+    HIGH = 4
+    DISASTER = 5
+
+    @classmethod
+    def parse(cls, value: str | int) -> Severity:
+        """Accept ``"high"``, ``"High"``, ``"not_classified"`` or ``4``."""
+        if isinstance(value, int):
+            return cls(value)
+        key = value.strip().upper().replace(" ", "_").replace("-", "_")
+        if key.isdigit():
+            return cls(int(key))
+        return cls[key]
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemValue:
+    """One item of the problem's trigger and its value at (or just before) the event."""
+
+    name: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One Zabbix problem event, as Hefestus sees it."""
+
+    eventid: int
+    clock: int
+    name: str
+    severity: Severity
+    hosts: tuple[str, ...] = ()
+    host_groups: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    opdata: str = ""
+    items: tuple[ItemValue, ...] = ()
+    triggerid: int = 0
+    resolved: bool = False
+    suppressed: bool = False
+    acknowledged: bool = False
+    #: Messages already attached to the event (used to spot Hefestus's marker).
+    ack_messages: tuple[str, ...] = ()
+
+    @property
+    def host(self) -> str:
+        return self.hosts[0] if self.hosts else ""
+
+    @property
+    def error_text(self) -> str:
+        """What the patterns see: name, operational data and full item values.
+
+        Zabbix cuts ``opdata`` to 20 characters per macro, so the item values
+        are where the real log line or command output lives.
+        """
+        parts = [self.name]
+        if self.opdata:
+            parts.append(self.opdata)
+        parts.extend(item.value for item in self.items if item.value)
+        return "\n".join(parts)
+
+    def tag_dict(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for tag, value in self.tags:
+            out.setdefault(tag, []).append(value)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The verdict of the pattern dictionaries for one error text.
+
+    ``category`` is ``None`` when nothing matched: an honest "unclassified",
+    never a guess dressed up as a match.
+    """
+
+    domain: str
+    category: str | None
+    pattern_id: str | None
+    confidence: float
+    matched_text: str
+    cause: str
+    solutions: tuple[str, ...]
+    #: Why this domain was chosen: the routing rule's name, or "best match".
+    routed_by: str = ""
+    groups: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def classified(self) -> bool:
+        return self.category is not None
+
+    @property
+    def source(self) -> str:
+        return f"pattern {self.domain}:{self.pattern_id}" if self.pattern_id else "no pattern"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "domain": self.domain,
+            "category": self.category,
+            "pattern_id": self.pattern_id,
+            "confidence": round(self.confidence, 3),
+            "matched_text": self.matched_text,
+            "cause": self.cause,
+            "solutions": list(self.solutions),
+            "routed_by": self.routed_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which problem events intake asks Zabbix for."""
+
+    min_severity: Severity = Severity.NOT_CLASSIFIED
+    groupids: tuple[str, ...] = ()
+    include_suppressed: bool = False

@@ -1,0 +1,246 @@
+"""One poll cycle, as small stages composed in one place.
+
+    fetch (cursor + overlap) -> triage (skip what must not be touched)
+        -> classify -> render -> write back (batched) -> advance cursor
+
+Exactly-once, across restarts and crashes, rests on three things:
+
+* the **cursor** only moves past an event once that event reached a final
+  state in the ledger (done, skipped, failed), so a Zabbix outage mid-cycle
+  leaves the rest for the next poll;
+* the **overlap window**: ids behind the cursor are listed again each poll,
+  because Zabbix's history syncers commit separately and a lower event id can
+  become visible after a higher one was read;
+* the **marker check**: before writing, the event's existing acknowledgements
+  are searched for Hefestus's marker, so a crash between Zabbix's write and
+  ours, or a lost state file, never yields a second message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from .classify import Knowledge
+from .config import AcknowledgeSettings, IntakeSettings
+from .errors import ZabbixRejected, ZabbixUnavailable
+from .model import Classification, EventFilter, Problem
+from .ports import Zabbix
+from .render import MARKER, render
+from .store import FINAL_STATES, Store
+
+log = structlog.get_logger("hefestus.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What Hefestus decided for one event (``message`` is None when skipped)."""
+
+    problem: Problem
+    classification: Classification | None
+    message: str | None
+    skip_reason: str = ""
+
+
+@dataclass(slots=True)
+class CycleReport:
+    fetched: int = 0
+    acknowledged: int = 0
+    skipped: int = 0
+    already_marked: int = 0
+    failed: int = 0
+    api_writes: int = 0
+    deferred: int = 0
+    planned: list[Planned] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("fetched", "acknowledged", "skipped", "already_marked",
+                                              "failed", "api_writes", "deferred")}
+
+
+def has_marker(problem: Problem) -> bool:
+    return any(m.startswith(MARKER) for m in problem.ack_messages)
+
+
+class Pipeline:
+    def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
+                 intake: IntakeSettings, ack: AcknowledgeSettings, event_filter: EventFilter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._zbx = zabbix
+        self._store = store
+        self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
+        self._intake = intake
+        self._ack = ack
+        self._filter = event_filter
+        self._clock = clock
+
+    # -- stage 0: where to start ------------------------------------------------------
+
+    def _start_cursor(self, *, persist: bool) -> int:
+        cursor = self._store.cursor
+        if cursor is not None:
+            return cursor
+        latest = self._zbx.latest_event_id()
+        if self._intake.first_start == "now" and persist:
+            cursor = latest
+        else:  # backlog (a dry run always looks back, so it has something to show)
+            since = int(self._clock() - self._intake.backlog_hours * 3600)
+            first = self._zbx.first_event_id_since(since)
+            cursor = latest if first is None else first - 1
+        if persist:
+            self._store.set_meta(cursor=cursor, backlog_until=latest)
+            log.info("first start", mode=self._intake.first_start, cursor=cursor)
+        return cursor
+
+    # -- the cycle --------------------------------------------------------------------
+
+    def run_once(self, *, dry_run: bool = False) -> CycleReport:
+        """Handle every new problem visible now. Raises ZabbixUnavailable if Zabbix is gone;
+        whatever was not written stays behind the cursor for the next cycle."""
+        report = CycleReport()
+        cursor = self._start_cursor(persist=not dry_run)
+        backlog_until = int(self._store.meta("backlog_until") or 0)
+        # Late arrivals behind the cursor first: they are the oldest.
+        overlap = self._intake.overlap_ids
+        if overlap and cursor > 0:
+            ids = self._zbx.event_ids(self._filter, eventid_from=max(cursor - overlap + 1, 0),
+                                      eventid_till=cursor)
+            known = self._store.states(ids)
+            late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
+            if late:
+                log.info("late events behind the cursor", count=len(late))
+                self._handle(self._zbx.events(self._filter, eventids=late), report, dry_run, backlog_until)
+        while True:
+            page = self._zbx.events(self._filter, eventid_from=cursor + 1, limit=self._intake.page_size)
+            if not page:
+                break
+            done = self._handle(page, report, dry_run, backlog_until)
+            if dry_run:
+                cursor = page[-1].eventid
+            else:
+                new_cursor = _advance(cursor, [p.eventid for p in page], done)
+                if new_cursor > cursor:
+                    self._store.advance_cursor(new_cursor)
+                if new_cursor < page[-1].eventid:
+                    report.deferred += sum(1 for p in page if p.eventid not in done)
+                    break
+                cursor = new_cursor
+            if len(page) < self._intake.page_size:
+                break
+        return report
+
+    def _handle(self, problems: list[Problem], report: CycleReport, dry_run: bool,
+                backlog_until: int) -> set[int]:
+        """Stages 1-4 for a batch; returns the ids that reached a final state."""
+        report.fetched += len(problems)
+        known = {} if dry_run else self._store.states(p.eventid for p in problems)
+        final: set[int] = set()
+        groups: dict[str, list[Planned]] = defaultdict(list)
+        skipped: list[Planned] = []
+        knowledge = self._knowledge()
+        for problem in problems:
+            entry = known.get(problem.eventid)
+            if entry is not None and entry.state in FINAL_STATES:
+                final.add(problem.eventid)
+                continue
+            plan = self._plan(problem, knowledge, backlog_until)
+            report.planned.append(plan)
+            if plan.message is None:
+                skipped.append(plan)
+            else:
+                groups[plan.message].append(plan)
+        if dry_run:
+            return final
+        self._record_skips(skipped, report)
+        final.update(p.problem.eventid for p in skipped)
+        for message, plans in groups.items():
+            final.update(self._write(message, plans, report))
+        return final
+
+    # -- stage 1-3: triage, classify, render ------------------------------------------
+
+    def _plan(self, problem: Problem, knowledge: Knowledge, backlog_until: int) -> Planned:
+        if has_marker(problem):
+            return Planned(problem, None, None, "already carries a Hefestus message")
+        if problem.resolved and not self._intake.include_resolved:
+            return Planned(problem, None, None, "resolved before Hefestus saw it")
+        if problem.eventid <= backlog_until and problem.acknowledged:
+            return Planned(problem, None, None, "acknowledged by a person before Hefestus started")
+        c = knowledge.classify(problem)
+        if not c.classified and not self._ack.unclassified:
+            return Planned(problem, c, None, "unclassified and acknowledge.unclassified = false")
+        return Planned(problem, c, render(c, limit=self._ack.max_length))
+
+    def _record_skips(self, skipped: list[Planned], report: CycleReport) -> None:
+        if not skipped:
+            return
+        rows = []
+        for p in skipped:
+            marked = p.skip_reason.startswith("already carries")
+            state = "done" if marked else "skipped"
+            c = p.classification
+            rows.append((p.problem.eventid, state, c.domain if c else None, c.category if c else None,
+                         c.pattern_id if c else None, p.skip_reason))
+            if marked:
+                report.already_marked += 1
+            else:
+                report.skipped += 1
+            log.info("event skipped", eventid=p.problem.eventid, host=p.problem.host, reason=p.skip_reason)
+        self._store.record(rows)
+
+    # -- stage 4: write back ----------------------------------------------------------
+
+    def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
+        """Acknowledge ``plans`` with one call; on refusal, isolate the bad event(s)."""
+        self._store.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        ids = [p.problem.eventid for p in plans]
+        try:
+            self._zbx.acknowledge(ids, message, action=self._ack.action_bits)
+            report.api_writes += 1
+        except ZabbixUnavailable:
+            raise  # the cycle stops; pending rows are retried, the marker check prevents doubles
+        except ZabbixRejected as exc:
+            report.api_writes += 1
+            if len(plans) > 1:
+                log.warning("batched acknowledge refused; retrying one by one", count=len(plans),
+                            error=str(exc))
+                done: set[int] = set()
+                for p in plans:
+                    done |= self._write(message, [p], report)
+                return done
+            p = plans[0]
+            gave_up = self._store.record_failure(p.problem.eventid, str(exc),
+                                                 give_up_after=self._intake.max_attempts)
+            log.error("zabbix refused the acknowledgement", eventid=p.problem.eventid,
+                      host=p.problem.host, error=str(exc), gave_up=gave_up)
+            if gave_up:
+                report.failed += 1
+                return {p.problem.eventid}
+            return set()
+        self._store.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        for p in plans:
+            c = p.classification
+            assert c is not None
+            report.acknowledged += 1
+            log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
+                     domain=c.domain, category=c.category or "unclassified", pattern=c.pattern_id,
+                     batch=len(plans))
+        return set(ids)
+
+
+def _cls(p: Planned) -> tuple[str | None, str | None, str | None]:
+    c = p.classification
+    return (c.domain, c.category, c.pattern_id) if c else (None, None, None)
+
+
+def _advance(cursor: int, ids: list[int], done: set[int]) -> int:
+    """Highest id of the (ascending) page such that it and everything before it is final."""
+    for eventid in ids:
+        if eventid not in done:
+            return max(cursor, eventid - 1)
+        cursor = max(cursor, eventid)
+    return cursor

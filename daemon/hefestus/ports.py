@@ -1,0 +1,31 @@
+"""The small interfaces core code depends on; adapters and test fakes implement them.
+
+Only :mod:`hefestus.app` wires real adapters in, so the pipeline can be driven
+by :mod:`hefestus.testing` fakes or by the real Zabbix with no patching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .model import EventFilter, Problem
+
+
+class EventSource(Protocol):
+    def latest_event_id(self) -> int: ...
+
+    def first_event_id_since(self, clock: int) -> int | None: ...
+
+    def event_ids(self, flt: EventFilter, *, eventid_from: int, eventid_till: int) -> list[int]: ...
+
+    def events(self, flt: EventFilter, *, eventid_from: int | None = None,
+               eventids: Sequence[int] | None = None, limit: int | None = None) -> list[Problem]: ...
+
+
+class Acknowledger(Protocol):
+    def acknowledge(self, eventids: Sequence[int], message: str, *, action: int) -> None: ...
+
+
+class Zabbix(EventSource, Acknowledger, Protocol):
+    """What the pipeline needs from Zabbix: read problems, write messages."""

@@ -1,0 +1,67 @@
+"""The one place that compiles regular expressions from ops-edited files.
+
+Patterns and rules come from files anyone with repo access can edit, and event
+texts come from logs anyone can write to. Python's ``re`` backtracks, so one
+careless ``(a+)+$`` and one crafted log line can stall the daemon for hours.
+RE2 runs in time linear in the text, whatever the pattern: it simply rejects
+the constructs (backreferences, lookaround) that would need backtracking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import re2
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # we report errors ourselves, with file and line
+_OPTIONS.max_mem = 8 << 20
+
+Regex = Any  # re2's compiled pattern type is not exported
+
+
+class RegexError(ValueError):
+    """A pattern RE2 cannot compile; the message says why."""
+
+
+def _reason(exc: Exception) -> str:
+    msg = exc.args[0] if exc.args else exc
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    return str(msg)
+
+
+def compile_regex(source: str, *, case_sensitive: bool = False) -> Regex:
+    """Compile with RE2; case-insensitive unless asked otherwise."""
+    text = source if case_sensitive else f"(?i){source}"
+    try:
+        return re2.compile(text, _OPTIONS)
+    except re2.error as exc:
+        hint = ""
+        if any(op in source for op in ("(?=", "(?!", "(?<=", "(?<!")):
+            hint = " (RE2 has no lookahead/lookbehind: rewrite without it)"
+        elif "\\1" in source or "\\2" in source:
+            hint = " (RE2 has no backreferences)"
+        raise RegexError(f"invalid regex {source!r}: {_reason(exc)}{hint}") from None
+
+
+class RegexSet:
+    """Many regexes scanned in one pass; returns the indices that match.
+
+    Used as a pre-filter so classifying a text costs one scan for the whole
+    dictionary instead of one per pattern.
+    """
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        self._set = re2.Set.SearchSet(_OPTIONS)
+        for src in sources:
+            if self._set.Add(src) < 0:  # pragma: no cover - compile_regex vetted it first
+                raise RegexError(f"invalid regex {src!r}")
+        self._set.Compile()
+        self._empty = not sources
+
+    def match(self, text: str) -> list[int]:
+        if self._empty:
+            return []
+        return sorted(self._set.Match(text))

@@ -1,0 +1,81 @@
+"""The acknowledgement message: what an operator reads in the Zabbix UI at 3 a.m.
+
+Zabbix shows it as plain text with line breaks (HTML-escaped, no Markdown) and
+rejects anything over 2048 characters with -32500, so the message is plain,
+front-loads what matters (what it is, how sure we are, what to do first), and
+is shortened by dropping the least important parts first: the tail of the
+step list, then the matched excerpt, then the cause, and only as a last resort
+a hard cut.
+
+The first line starts with :data:`MARKER`: that is how Hefestus recognises its
+own messages on an event, even after losing its state file.
+"""
+
+from __future__ import annotations
+
+from .model import Classification
+
+MARKER = "[Hefestus]"
+ZABBIX_MESSAGE_LIMIT = 2048
+_ELLIPSIS = "…"
+
+
+def header(c: Classification) -> str:
+    if c.classified:
+        return (f"{MARKER} {c.domain} / {c.category} — {c.source}, "
+                f"confidence {round(c.confidence * 100)}%")
+    return f"{MARKER} {c.domain} / unclassified — no pattern matched"
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split()) if "\n" not in text else text
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + _ELLIPSIS
+
+
+def render(c: Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
+    """Plain-text message for one classification, never longer than ``limit`` characters."""
+    limit = min(limit, ZABBIX_MESSAGE_LIMIT)
+    cause = c.cause if c.classified else f"Unknown. {c.cause}"
+    matched = c.matched_text
+    steps = list(c.solutions)
+    footer = f"Routed by {c.routed_by}." if c.routed_by else ""
+    if not c.classified:
+        footer = (f"{footer} Teach Hefestus this error: add a pattern to patterns/{c.domain}.toml "
+                  "(test it with `hefestus analyze`).").strip()
+
+    def build(cause: str, matched: str, steps: list[str], omitted: int) -> str:
+        lines = [header(c), f"Cause: {cause}"]
+        if matched:
+            lines.append(f"Matched: {matched}")
+        if steps:
+            lines.append("Next steps:" if c.classified else "Triage steps:")
+            lines.extend(f"{i}. {step}" for i, step in enumerate(steps, start=1))
+        if omitted:
+            lines.append(f"(+{omitted} more step{'s' if omitted > 1 else ''}: "
+                         "run `hefestus analyze` on the error text for the full list)")
+        if footer:
+            lines.append(footer)
+        return "\n".join(lines)
+
+    text = build(cause, matched, steps, 0)
+    omitted = 0
+    # 1. Long single steps are cut first so one huge command can't evict the rest.
+    if len(text) > limit:
+        steps = [_cut(s, 300) for s in steps]
+        text = build(cause, matched, steps, 0)
+    # 2. Drop steps from the end, but keep the first one as long as possible.
+    while len(text) > limit and len(steps) > 1:
+        steps.pop()
+        omitted += 1
+        text = build(cause, matched, steps, omitted)
+    # 3. Shorten the excerpt, then the cause.
+    if len(text) > limit:
+        matched = _cut(matched, 120)
+        text = build(cause, matched, steps, omitted)
+    if len(text) > limit:
+        cause = _cut(cause, max(80, len(cause) - (len(text) - limit)))
+        text = build(cause, matched, steps, omitted)
+    # 4. Last resort: a hard cut that keeps the marker line intact.
+    if len(text) > limit:
+        text = text[: limit - 1] + _ELLIPSIS
+    return text

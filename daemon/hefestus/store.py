@@ -1,0 +1,210 @@
+"""The state store: poll cursor and the ledger of handled events, in SQLite.
+
+Why SQLite: one file, transactional, and with ``synchronous=FULL`` in WAL mode
+a committed write survives a crash or power cut. Every state change is its own
+transaction, and the write to Zabbix is bracketed by them:
+
+1. ``pending``   recorded *before* ``event.acknowledge`` is called;
+2. ``done``      recorded after Zabbix confirmed.
+
+A crash between 1 and 2 leaves a pending row; on restart the event is fetched
+again and its acknowledgements are searched for Hefestus's marker, so the
+message is never written twice. A store that cannot be opened, is corrupt or
+is read-only raises :class:`~hefestus.errors.StateError`: silently starting
+afresh would re-handle (or skip) events, so the operator must decide.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    eventid    INTEGER PRIMARY KEY,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'skipped')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    domain     TEXT,
+    category   TEXT,
+    pattern_id TEXT,
+    detail     TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_updated ON events (updated_at);
+"""
+
+FINAL_STATES = frozenset({"done", "failed", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    eventid: int
+    state: str
+    attempts: int
+    domain: str | None
+    category: str | None
+    pattern_id: str | None
+    detail: str
+    updated_at: float
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self._tx():
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(stmt)
+                found = self._get_meta("schema_version")
+                if found is None:
+                    self._set_meta("schema_version", str(SCHEMA_VERSION))
+                elif int(found) > SCHEMA_VERSION:
+                    raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
+            self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain(path, exc)) from exc
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state directory: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain(self.path, exc)) from exc
+
+    def _get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- cursor -----------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        try:
+            return self._get_meta(key)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain(self.path, exc)) from exc
+
+    def set_meta(self, **values: str | int) -> None:
+        with self._tx():
+            for k, v in values.items():
+                self._set_meta(k, str(v))
+
+    @property
+    def cursor(self) -> int | None:
+        """Highest event id below which every seen event reached a final state."""
+        v = self.meta("cursor")
+        return None if v is None else int(v)
+
+    def advance_cursor(self, eventid: int) -> None:
+        """Move the cursor forward; never backwards."""
+        with self._tx():
+            current = self._get_meta("cursor")
+            if current is None or eventid > int(current):
+                self._set_meta("cursor", str(eventid))
+
+    # -- ledger -----------------------------------------------------------------------
+
+    def states(self, eventids: Iterable[int]) -> dict[int, LedgerEntry]:
+        ids = list(eventids)
+        out: dict[int, LedgerEntry] = {}
+        try:
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                marks = ",".join("?" * len(part))
+                for row in self._db.execute(
+                    f"SELECT eventid, state, attempts, domain, category, pattern_id, detail, updated_at "
+                    f"FROM events WHERE eventid IN ({marks})", part):
+                    out[row[0]] = LedgerEntry(*row)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain(self.path, exc)) from exc
+        return out
+
+    def record(self, rows: Iterable[tuple[int, str, str | None, str | None, str | None, str]]) -> None:
+        """Upsert (eventid, state, domain, category, pattern_id, detail) in one transaction."""
+        now = time.time()
+        with self._tx():
+            self._db.executemany(
+                "INSERT INTO events (eventid, state, domain, category, pattern_id, detail, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(eventid) DO UPDATE SET state = excluded.state, "
+                "domain = COALESCE(excluded.domain, events.domain), "
+                "category = COALESCE(excluded.category, events.category), "
+                "pattern_id = COALESCE(excluded.pattern_id, events.pattern_id), "
+                "detail = excluded.detail, updated_at = excluded.updated_at",
+                [(*row, now) for row in rows])
+
+    def record_failure(self, eventid: int, detail: str, *, give_up_after: int) -> bool:
+        """Count a permanent failure; return True when the event is now given up (``failed``)."""
+        now = time.time()
+        with self._tx():
+            row = self._db.execute("SELECT attempts FROM events WHERE eventid = ?", (eventid,)).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            state = "failed" if attempts >= give_up_after else "pending"
+            self._db.execute(
+                "INSERT INTO events (eventid, state, attempts, detail, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(eventid) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, "
+                "detail = excluded.detail, updated_at = excluded.updated_at",
+                (eventid, state, attempts, detail, now))
+        return state == "failed"
+
+    def recent(self, limit: int = 50, state: str | None = None) -> list[LedgerEntry]:
+        sql = ("SELECT eventid, state, attempts, domain, category, pattern_id, detail, updated_at "
+               "FROM events")
+        args: tuple[object, ...] = ()
+        if state:
+            sql += " WHERE state = ?"
+            args = (state,)
+        sql += " ORDER BY eventid DESC LIMIT ?"
+        return [LedgerEntry(*r) for r in self._db.execute(sql, (*args, limit))]
+
+    def prune(self, older_than_days: int, *, keep_above: int | None) -> int:
+        """Forget final entries older than N days, but never those the overlap window still re-reads."""
+        cutoff = time.time() - older_than_days * 86400
+        with self._tx():
+            cur = self._db.execute(
+                "DELETE FROM events WHERE updated_at < ? AND state != 'pending' AND eventid < ?",
+                (cutoff, keep_above if keep_above is not None else 0))
+            return cur.rowcount
+
+
+def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    msg = str(exc)
+    if "readonly" in msg or "read-only" in msg:
+        hint = "the file or its directory is read-only for this user; fix permissions"
+    elif "not a database" in msg or "malformed" in msg:
+        hint = ("the file is corrupt; move it aside to start afresh (events already acknowledged "
+                "are recognised by their [Hefestus] marker, so none is written twice)")
+    elif "unable to open" in msg:
+        hint = "the file cannot be opened; check the path and permissions"
+    elif "locked" in msg:
+        hint = "another process holds the database; is a second Hefestus running?"
+    else:
+        hint = "the state store failed"
+    return f"state store {path}: {msg}: {hint}"
