@@ -25,7 +25,7 @@ class Knowledge:
         text = problem.error_text
         if route.domain == AUTO:
             c = self.catalog.best(text)
-            how = f"{route.rule} (auto: {c.routed_by})"
+            how = f"{route.rule} ({c.routed_by})"
             return Classification(**{**_fields(c), "routed_by": how})
         c = self.catalog.classify(text, route.domain, routed_by=route.rule)
         if c.classified or self.router.on_no_match != "best":

@@ -32,6 +32,16 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_le
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 DEFAULT_CONFIDENCE = 0.8
+UNKNOWN_DOMAIN = "unknown"
+#: Last-resort steps when no dictionary knows the text: where to look first.
+GENERIC_TRIAGE = (
+    "Open the problem in Zabbix and read the full latest value of its items (Latest data), "
+    "not only the shortened operational data.",
+    "Check what changed on the host just before the problem: deploys, configuration, package "
+    "updates, reboots (journalctl --since '-1h' -p warning).",
+    "Check the host's basics: free disk (df -h), memory (free -m), load (uptime), failed units "
+    "(systemctl --failed).",
+)
 _GROUP_REF = re2.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MAX_GROUP_VALUE = 120
 _MAX_MATCHED_TEXT = 300
@@ -162,13 +172,15 @@ class Catalog:
                 continue
             score = (found.pattern.confidence, found.end - found.start)
             if best is None or score > best[:2]:
-                best = (*score, dictionary.classify(text, routed_by="best match"))
+                best = (*score, dictionary.classify(text, routed_by="best match of all dictionaries"))
         if best is not None:
             return best[2]
-        domain = fallback_domain if fallback_domain in self.by_domain else (self.domains or [""])[0]
-        if not domain:
-            raise ConfigError("no pattern dictionaries loaded")
-        return self.by_domain[domain].classify(text, routed_by="no dictionary matched")
+        if fallback_domain in self.by_domain:
+            return self.by_domain[fallback_domain].classify(text, routed_by="no dictionary matched")
+        return Classification(
+            domain=UNKNOWN_DOMAIN, category=None, pattern_id=None, confidence=0.0, matched_text="",
+            cause=f"No pattern of any dictionary ({', '.join(self.domains)}) matched this text.",
+            solutions=GENERIC_TRIAGE, routed_by="no dictionary matched")
 
 
 def _clean(value: str) -> str:

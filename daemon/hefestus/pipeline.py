@@ -92,7 +92,9 @@ class Pipeline:
             first = self._zbx.first_event_id_since(since)
             cursor = latest if first is None else first - 1
         if persist:
-            self._store.set_meta(cursor=cursor, backlog_until=latest)
+            # floor: events at or below it predate Hefestus; the overlap never reaches under it.
+            self._store.set_meta(cursor=cursor, floor=cursor, backlog_until=latest,
+                                 backlog_since=int(self._clock() - self._intake.backlog_hours * 3600))
             log.info("first start", mode=self._intake.first_start, cursor=cursor)
         return cursor
 
@@ -103,22 +105,22 @@ class Pipeline:
         whatever was not written stays behind the cursor for the next cycle."""
         report = CycleReport()
         cursor = self._start_cursor(persist=not dry_run)
-        backlog_until = int(self._store.meta("backlog_until") or 0)
+        backlog = (int(self._store.meta("backlog_until") or 0), int(self._store.meta("backlog_since") or 0))
+        floor = int(self._store.meta("floor") or cursor)
         # Late arrivals behind the cursor first: they are the oldest.
-        overlap = self._intake.overlap_ids
-        if overlap and cursor > 0:
-            ids = self._zbx.event_ids(self._filter, eventid_from=max(cursor - overlap + 1, 0),
-                                      eventid_till=cursor)
+        lowest = max(cursor - self._intake.overlap_ids + 1, floor + 1)
+        if self._intake.overlap_ids and lowest <= cursor:
+            ids = self._zbx.event_ids(self._filter, eventid_from=lowest, eventid_till=cursor)
             known = self._store.states(ids)
             late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
             if late:
                 log.info("late events behind the cursor", count=len(late))
-                self._handle(self._zbx.events(self._filter, eventids=late), report, dry_run, backlog_until)
+                self._handle(self._zbx.events(self._filter, eventids=late), report, dry_run, backlog)
         while True:
             page = self._zbx.events(self._filter, eventid_from=cursor + 1, limit=self._intake.page_size)
             if not page:
                 break
-            done = self._handle(page, report, dry_run, backlog_until)
+            done = self._handle(page, report, dry_run, backlog)
             if dry_run:
                 cursor = page[-1].eventid
             else:
@@ -134,7 +136,7 @@ class Pipeline:
         return report
 
     def _handle(self, problems: list[Problem], report: CycleReport, dry_run: bool,
-                backlog_until: int) -> set[int]:
+                backlog: tuple[int, int]) -> set[int]:
         """Stages 1-4 for a batch; returns the ids that reached a final state."""
         report.fetched += len(problems)
         known = {} if dry_run else self._store.states(p.eventid for p in problems)
@@ -147,7 +149,7 @@ class Pipeline:
             if entry is not None and entry.state in FINAL_STATES:
                 final.add(problem.eventid)
                 continue
-            plan = self._plan(problem, knowledge, backlog_until)
+            plan = self._plan(problem, knowledge, backlog)
             report.planned.append(plan)
             if plan.message is None:
                 skipped.append(plan)
@@ -163,13 +165,16 @@ class Pipeline:
 
     # -- stage 1-3: triage, classify, render ------------------------------------------
 
-    def _plan(self, problem: Problem, knowledge: Knowledge, backlog_until: int) -> Planned:
+    def _plan(self, problem: Problem, knowledge: Knowledge, backlog: tuple[int, int]) -> Planned:
+        backlog_until, backlog_since = backlog
         if has_marker(problem):
             return Planned(problem, None, None, "already carries a Hefestus message")
         if problem.resolved and not self._intake.include_resolved:
             return Planned(problem, None, None, "resolved before Hefestus saw it")
         if problem.eventid <= backlog_until and problem.acknowledged:
             return Planned(problem, None, None, "acknowledged by a person before Hefestus started")
+        if problem.eventid <= backlog_until and problem.clock < backlog_since:
+            return Planned(problem, None, None, "older than the first-start backlog window")
         c = knowledge.classify(problem)
         if not c.classified and not self._ack.unclassified:
             return Planned(problem, c, None, "unclassified and acknowledge.unclassified = false")

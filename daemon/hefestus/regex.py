@@ -64,4 +64,4 @@ class RegexSet:
     def match(self, text: str) -> list[int]:
         if self._empty:
             return []
-        return sorted(self._set.Match(text))
+        return sorted(self._set.Match(text) or ())

@@ -14,6 +14,7 @@ own messages on an event, even after losing its state file.
 from __future__ import annotations
 
 from .model import Classification
+from .patterns import UNKNOWN_DOMAIN
 
 MARKER = "[Hefestus]"
 ZABBIX_MESSAGE_LIMIT = 2048
@@ -40,7 +41,8 @@ def render(c: Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
     steps = list(c.solutions)
     footer = f"Routed by {c.routed_by}." if c.routed_by else ""
     if not c.classified:
-        footer = (f"{footer} Teach Hefestus this error: add a pattern to patterns/{c.domain}.toml "
+        where = "the right dictionary in patterns/" if c.domain == UNKNOWN_DOMAIN else f"patterns/{c.domain}.toml"
+        footer = (f"{footer} Teach Hefestus this error: add a pattern to {where} "
                   "(test it with `hefestus analyze`).").strip()
 
     def build(cause: str, matched: str, steps: list[str], omitted: int) -> str:

@@ -117,6 +117,6 @@ def validation_error(
         line = locate(text, loc)
         if first_line is None:
             first_line = line
-        where = f"line {line}: " if line and len(exc.errors()) > 1 else ""
+        where = f"line {line}: " if line and problems else ""
         problems.append(f"{where}{dotted}: {msg}")
     return ConfigError("; ".join(problems), path=str(path), line=first_line)

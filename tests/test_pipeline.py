@@ -1,0 +1,168 @@
+"""Exactly-once handling, driven through the real pipeline with an in-memory Zabbix."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from hefestus.classify import Knowledge
+from hefestus.config import AcknowledgeSettings, IntakeSettings
+from hefestus.errors import ZabbixUnavailable
+from hefestus.model import EventFilter
+from hefestus.pipeline import Pipeline
+from hefestus.render import MARKER
+from hefestus.store import Store
+from hefestus.testing import FakeZabbix, problem
+
+DISK = "kernel: write error: No space left on device"
+UNIT = "systemd[1]: nginx.service: Failed with result 'exit-code'."
+
+
+def make(zbx: FakeZabbix, state: Path, knowledge: Knowledge, **intake: object) -> Pipeline:
+    return Pipeline(zbx, Store(state), lambda: knowledge, intake=IntakeSettings(**intake),  # type: ignore[arg-type]
+                    ack=AcknowledgeSettings(), event_filter=EventFilter())
+
+
+@pytest.fixture
+def zbx() -> FakeZabbix:
+    z = FakeZabbix()
+    z.latest = 100  # events before the first start exist but are not ours (first_start = "now")
+    z.add(problem(90, "old", text=DISK))
+    return z
+
+
+def test_first_start_now_skips_history_then_handles_each_new_event_once(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    assert pipe.run_once().fetched == 0
+    zbx.add(problem(101, "disk", text=DISK), problem(102, "unit", text=UNIT))
+    r = pipe.run_once()
+    assert (r.acknowledged, r.api_writes) == (2, 2)
+    assert 90 not in zbx.acks
+    assert zbx.acks[101][0].startswith(f"{MARKER} linux / disk-full")
+    assert "1. systemctl status nginx.service" in zbx.acks[102][0]
+    # again, and after a restart (new pipeline, same state file): nothing new
+    assert pipe.run_once().acknowledged == 0
+    assert make(zbx, tmp_path / "s.db", test_knowledge).run_once().acknowledged == 0
+    assert {e: len(m) for e, m in zbx.acks.items()} == {101: 1, 102: 1}
+
+
+def test_backlog_first_start_takes_unacknowledged_recent_problems(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    now = int(time.time())
+    zbx.add(problem(95, "recent", text=DISK, clock=now - 600),
+            problem(96, "seen by a person", text=DISK, clock=now - 500, acknowledged=True),
+            problem(97, "too old", text=DISK, clock=now - 3 * 86400))
+    zbx.visible[90] = problem(90, "old", text=DISK, clock=now - 2 * 86400)
+    r = make(zbx, tmp_path / "s.db", test_knowledge, first_start="backlog", backlog_hours=24).run_once()
+    assert set(zbx.acks) == {95}
+    assert r.skipped == 2  # 96 acknowledged by a person before we started; 97 out of the window
+
+
+def test_identical_messages_are_batched_into_one_call(zbx: FakeZabbix, tmp_path: Path,
+                                                      test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    pipe.run_once()
+    zbx.add(*(problem(101 + i, "disk", text=DISK) for i in range(50)), problem(200, "unit", text=UNIT))
+    r = pipe.run_once()
+    assert r.acknowledged == 51 and r.api_writes == 2
+    writes = [args for name, args in zbx.calls if name == "acknowledge"]
+    assert sorted(len(ids) for ids, _ in writes) == [1, 50]
+
+
+def test_event_visible_late_behind_the_cursor_is_still_handled(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    pipe.run_once()
+    zbx.add(problem(101, "a", text=DISK), problem(103, "c", text=DISK))
+    pipe.run_once()
+    assert pipe._store.cursor == 103
+    zbx.add(problem(102, "b committed late", text=UNIT))  # a slower history syncer
+    r = pipe.run_once()
+    assert r.acknowledged == 1 and len(zbx.acks[102]) == 1
+    assert all(len(m) == 1 for m in zbx.acks.values())
+
+
+def test_outage_loses_nothing_and_cursor_waits(zbx: FakeZabbix, tmp_path: Path,
+                                               test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge, page_size=2)
+    pipe.run_once()
+    zbx.add(*(problem(101 + i, f"e{i}", text=f"{DISK} {i}") for i in range(5)))
+    real_ack = zbx.acknowledge
+    calls = {"n": 0}
+
+    def flaky(ids, message, *, action):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            zbx.down = True
+        return real_ack(ids, message, action=action)
+
+    zbx.acknowledge = flaky  # type: ignore[method-assign]
+    with pytest.raises(ZabbixUnavailable):
+        pipe.run_once()
+    assert set(zbx.acks) == {101}
+    assert pipe._store.cursor == 100  # not past the unfinished page
+    assert pipe._store.states([101])[101].state == "done"
+    zbx.down = False
+    pipe.run_once()
+    assert sorted(zbx.acks) == [101, 102, 103, 104, 105]
+    assert all(len(m) == 1 for m in zbx.acks.values())
+
+
+def test_crash_between_zabbix_write_and_ledger_is_not_a_second_message(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """A lost or stale state file: the marker already on the event is enough."""
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    pipe.run_once()
+    zbx.add(problem(101, "disk", text=DISK))
+    pipe.run_once()
+    (tmp_path / "s.db").unlink()
+    fresh = make(zbx, tmp_path / "s.db", test_knowledge, first_start="backlog")
+    r = fresh.run_once()
+    assert r.already_marked == 1
+    assert len(zbx.acks[101]) == 1
+
+
+def test_refused_event_is_isolated_then_given_up(zbx: FakeZabbix, tmp_path: Path,
+                                                 test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge, max_attempts=2)
+    pipe.run_once()
+    zbx.add(*(problem(101 + i, "disk", text=DISK) for i in range(3)))
+    zbx.refuse.add(102)
+    r = pipe.run_once()
+    assert sorted(zbx.acks) == [101, 103] and r.failed == 0
+    assert pipe._store.cursor == 101  # 102 is not final yet
+    r = pipe.run_once()
+    assert r.failed == 1 and pipe._store.states([102])[102].state == "failed"
+    assert pipe._store.cursor == 103
+    assert all(len(m) == 1 for m in zbx.acks.values())
+
+
+def test_resolved_and_unclassified_policies(zbx: FakeZabbix, tmp_path: Path,
+                                            test_knowledge: Knowledge) -> None:
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge, include_resolved=False)
+    pipe.run_once()
+    zbx.add(problem(101, "gone", text=DISK, resolved=True), problem(102, "mystery", text="??"))
+    r = pipe.run_once()
+    assert r.skipped == 1 and set(zbx.acks) == {102}
+    assert "/ unclassified — no pattern matched" in zbx.acks[102][0].splitlines()[0]
+
+
+def test_dry_run_writes_nothing(zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    zbx.add(problem(101, "disk", text=DISK))
+    r = make(zbx, tmp_path / "s.db", test_knowledge).run_once(dry_run=True)
+    assert [p.problem.eventid for p in r.planned] == [90, 101]
+    assert r.planned[1].message and r.planned[1].message.startswith(MARKER)
+    assert zbx.acks == {} and Store(tmp_path / "s.db").cursor is None
+
+
+def test_rules_swapped_between_cycles_are_used(zbx: FakeZabbix, tmp_path: Path,
+                                               test_knowledge: Knowledge) -> None:
+    holder = {"k": test_knowledge}
+    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: holder["k"], intake=IntakeSettings(),
+                    ack=AcknowledgeSettings(unclassified=False), event_filter=EventFilter())
+    pipe.run_once()
+    zbx.add(problem(101, "mystery", text="??"))
+    assert pipe.run_once().skipped == 1

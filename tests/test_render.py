@@ -1,0 +1,63 @@
+"""The acknowledgement message: marked, readable, and never over Zabbix's 2048 characters."""
+
+from __future__ import annotations
+
+from hefestus.model import Classification
+from hefestus.render import MARKER, ZABBIX_MESSAGE_LIMIT, render
+
+
+def cls(**kw: object) -> Classification:
+    base: dict[str, object] = dict(domain="linux", category="disk-full", pattern_id="disk-full",
+                                   confidence=0.85, matched_text="No space left on device",
+                                   cause="The filesystem is full.", solutions=("df -h", "du -xsh /var/*"),
+                                   routed_by="rule 'linux-servers'")
+    base.update(kw)
+    return Classification(**base)  # type: ignore[arg-type]
+
+
+def test_layout() -> None:
+    msg = render(cls())
+    assert msg.splitlines() == [
+        f"{MARKER} linux / disk-full — pattern linux:disk-full, confidence 85%",
+        "Cause: The filesystem is full.",
+        "Matched: No space left on device",
+        "Next steps:",
+        "1. df -h",
+        "2. du -xsh /var/*",
+        "Routed by rule 'linux-servers'.",
+    ]
+
+
+def test_unclassified_says_so_and_how_to_teach() -> None:
+    msg = render(cls(category=None, pattern_id=None, confidence=0.0, matched_text="",
+                     cause="No pattern of the linux dictionary matched this text.",
+                     solutions=("journalctl -p err -b",)))
+    lines = msg.splitlines()
+    assert lines[0] == f"{MARKER} linux / unclassified — no pattern matched"
+    assert lines[1].startswith("Cause: Unknown.")
+    assert "Triage steps:" in lines and "1. journalctl -p err -b" in lines
+    assert "add a pattern to patterns/linux.toml" in msg
+
+
+def test_overlong_content_is_shortened_from_the_least_important_end() -> None:
+    steps = tuple(f"step {i}: " + "x" * 150 for i in range(40))
+    msg = render(cls(solutions=steps, matched_text="m" * 1000, cause="c" * 500))
+    assert len(msg) <= ZABBIX_MESSAGE_LIMIT
+    lines = msg.splitlines()
+    assert lines[0].startswith(MARKER)
+    assert lines[4].startswith("1. step 0: ")  # the first step survives
+    assert any(line.startswith("(+") and "more steps" in line for line in lines)
+    assert lines[-1] == "Routed by rule 'linux-servers'."
+
+
+def test_a_single_huge_field_is_cut_not_rejected() -> None:
+    for field in ("cause", "matched_text"):
+        msg = render(cls(**{field: "y" * 10_000}))
+        assert len(msg) <= ZABBIX_MESSAGE_LIMIT and msg.startswith(MARKER)
+    msg = render(cls(solutions=("z" * 5000,)))
+    assert len(msg) <= ZABBIX_MESSAGE_LIMIT and "1. zzz" in msg
+
+
+def test_custom_limit_is_honoured() -> None:
+    msg = render(cls(solutions=tuple("step " * 20 for _ in range(10))), limit=300)
+    assert len(msg) <= 300 and msg.startswith(MARKER)

@@ -1,0 +1,60 @@
+"""The state store survives restarts and refuses to silently reset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hefestus.errors import StateError
+from hefestus.store import Store
+
+
+def test_cursor_and_ledger_survive_reopen(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    assert s.cursor is None
+    s.advance_cursor(10)
+    s.advance_cursor(7)  # never backwards
+    s.record([(5, "done", "linux", "disk-full", "disk-full", "")])
+    s.close()
+    s = Store(tmp_path / "state.db")
+    assert s.cursor == 10
+    assert s.states([5, 6])[5].state == "done" and 6 not in s.states([5, 6])
+
+
+def test_failures_count_up_to_give_up(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    assert s.record_failure(3, "refused", give_up_after=2) is False
+    assert s.states([3])[3].state == "pending"
+    assert s.record_failure(3, "refused", give_up_after=2) is True
+    assert s.states([3])[3].state == "failed" and s.states([3])[3].attempts == 2
+
+
+def test_corrupt_file_is_a_clear_error_not_a_reset(tmp_path: Path) -> None:
+    p = tmp_path / "state.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match="corrupt; move it aside"):
+        Store(p)
+    assert p.read_bytes().startswith(b"this is not sqlite")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:  # pragma: no cover - non-root only
+    p = tmp_path / "state.db"
+    Store(p).close()
+    p.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(StateError, match="read-only"):
+            Store(p).advance_cursor(1)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
+    s = Store(tmp_path / "state.db")
+    s.record([(1, "done", None, None, None, ""), (2, "pending", None, None, None, "")])
+    s._db.execute("UPDATE events SET updated_at = 0")
+    assert s.prune(1, keep_above=100) == 1
+    assert set(s.states([1, 2])) == {2}
