@@ -10,7 +10,6 @@ import pytest
 from hefestus.classify import Knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ZabbixUnavailable
-from hefestus.model import EventFilter
 from hefestus.pipeline import Pipeline
 from hefestus.render import MARKER
 from hefestus.store import Store
@@ -22,7 +21,7 @@ UNIT = "systemd[1]: nginx.service: Failed with result 'exit-code'."
 
 def make(zbx: FakeZabbix, state: Path, knowledge: Knowledge, **intake: object) -> Pipeline:
     return Pipeline(zbx, Store(state), lambda: knowledge, intake=IntakeSettings(**intake),  # type: ignore[arg-type]
-                    ack=AcknowledgeSettings(), event_filter=EventFilter())
+                    ack=AcknowledgeSettings())
 
 
 @pytest.fixture
@@ -162,7 +161,7 @@ def test_rules_swapped_between_cycles_are_used(zbx: FakeZabbix, tmp_path: Path,
                                                test_knowledge: Knowledge) -> None:
     holder = {"k": test_knowledge}
     pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: holder["k"], intake=IntakeSettings(),
-                    ack=AcknowledgeSettings(unclassified=False), event_filter=EventFilter())
+                    ack=AcknowledgeSettings(unclassified=False))
     pipe.run_once()
     zbx.add(problem(101, "mystery", text="??"))
     assert pipe.run_once().skipped == 1

@@ -21,7 +21,6 @@ from .adapters.zabbix import ZabbixClient
 from .classify import Knowledge, load_knowledge
 from .config import Settings
 from .errors import ConfigError, HefestusError, ZabbixUnavailable
-from .model import EventFilter
 from .pipeline import CycleReport, Pipeline
 from .store import Store
 
@@ -66,12 +65,7 @@ def build(settings: Settings) -> App:
     knowledge = KnowledgeHolder(settings)
     zabbix = ZabbixClient(settings.zabbix)
     store = Store(settings.state_path)
-    intake = settings.intake
-    groupids = zabbix.group_ids(intake.host_groups) if intake.host_groups else ()
-    flt = EventFilter(min_severity=intake.min_severity, groupids=groupids,
-                      include_suppressed=intake.include_suppressed)
-    pipeline = Pipeline(zabbix, store, knowledge, intake=intake, ack=settings.acknowledge,
-                        event_filter=flt)
+    pipeline = Pipeline(zabbix, store, knowledge, intake=settings.intake, ack=settings.acknowledge)
     return App(settings, zabbix, store, knowledge, pipeline)
 
 

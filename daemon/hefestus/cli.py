@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="poll Zabbix and acknowledge new problems")
     run.add_argument("--once", action="store_true", help="one poll cycle, then exit")
+    run.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                     help="override intake.poll_interval")
     run.add_argument("--dry-run", action="store_true",
                      help="classify and print the messages; write nothing to Zabbix or the state")
     sub.add_parser("check", help="validate configuration, rules and patterns; test Zabbix access")
@@ -74,6 +76,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _state(settings, args)
     from .app import build, run_cycle, serve_forever
 
+    if args.poll_interval:
+        intake = settings.intake.model_copy(update={"poll_interval": args.poll_interval})
+        settings = settings.model_copy(update={"intake": intake})
     app = build(settings)
     if args.dry_run:
         report = app.pipeline.run_once(dry_run=True)

@@ -68,14 +68,14 @@ def has_marker(problem: Problem) -> bool:
 
 class Pipeline:
     def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
-                 intake: IntakeSettings, ack: AcknowledgeSettings, event_filter: EventFilter,
+                 intake: IntakeSettings, ack: AcknowledgeSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self._zbx = zabbix
         self._store = store
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
         self._intake = intake
         self._ack = ack
-        self._filter = event_filter
+        self._filter: EventFilter | None = None  # built at the first cycle: it needs Zabbix
         self._clock = clock
 
     # -- stage 0: where to start ------------------------------------------------------
@@ -104,20 +104,26 @@ class Pipeline:
         """Handle every new problem visible now. Raises ZabbixUnavailable if Zabbix is gone;
         whatever was not written stays behind the cursor for the next cycle."""
         report = CycleReport()
+        if self._filter is None:
+            intake = self._intake
+            groupids = self._zbx.group_ids(intake.host_groups) if intake.host_groups else ()
+            self._filter = EventFilter(min_severity=intake.min_severity, groupids=groupids,
+                                       include_suppressed=intake.include_suppressed)
+        flt = self._filter
         cursor = self._start_cursor(persist=not dry_run)
         backlog = (int(self._store.meta("backlog_until") or 0), int(self._store.meta("backlog_since") or 0))
         floor = int(self._store.meta("floor") or cursor)
         # Late arrivals behind the cursor first: they are the oldest.
         lowest = max(cursor - self._intake.overlap_ids + 1, floor + 1)
         if self._intake.overlap_ids and lowest <= cursor:
-            ids = self._zbx.event_ids(self._filter, eventid_from=lowest, eventid_till=cursor)
+            ids = self._zbx.event_ids(flt, eventid_from=lowest, eventid_till=cursor)
             known = self._store.states(ids)
             late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
             if late:
                 log.info("late events behind the cursor", count=len(late))
-                self._handle(self._zbx.events(self._filter, eventids=late), report, dry_run, backlog)
+                self._handle(self._zbx.events(flt, eventids=late), report, dry_run, backlog)
         while True:
-            page = self._zbx.events(self._filter, eventid_from=cursor + 1, limit=self._intake.page_size)
+            page = self._zbx.events(flt, eventid_from=cursor + 1, limit=self._intake.page_size)
             if not page:
                 break
             done = self._handle(page, report, dry_run, backlog)

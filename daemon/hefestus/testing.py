@@ -57,6 +57,10 @@ class FakeZabbix:
     def _view(self, p: Problem) -> Problem:
         return replace(p, ack_messages=tuple(self.acks.get(p.eventid, [])))
 
+    def group_ids(self, names: Sequence[str]) -> tuple[str, ...]:
+        self._check("group_ids", tuple(names))
+        return tuple(names)
+
     def latest_event_id(self) -> int:
         self._check("latest_event_id")
         return self.latest
