@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,17 +40,29 @@ def test_corrupt_file_is_a_clear_error_not_a_reset(tmp_path: Path) -> None:
     assert p.read_bytes().startswith(b"this is not sqlite")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:  # pragma: no cover - non-root only
-    p = tmp_path / "state.db"
-    Store(p).close()
-    p.chmod(0o444)
-    tmp_path.chmod(0o555)
+def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A state file on a read-only mount (root ignores file modes, so chmod proves nothing)."""
+    d = Path(tempfile.mkdtemp(prefix="hefestus-ro-"))
+    mounted = False
     try:
-        with pytest.raises(StateError, match="read-only"):
-            Store(p).advance_cursor(1)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)], check=True)
+        mounted = True
+        s = Store(d / "state.db")
+        s.advance_cursor(5)
+        s.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(d)], check=True)
+        ro: Store | None = None
+        with pytest.raises(StateError) as err:
+            ro = Store(d / "state.db")
+            ro.advance_cursor(6)
+        if ro is not None:
+            ro.close()
+        assert str(d / "state.db") in str(err.value)
+        assert "read-only" in str(err.value) or "cannot be opened" in str(err.value)
     finally:
-        tmp_path.chmod(0o755)
+        if mounted:
+            subprocess.run(["umount", str(d)], check=False)
+        d.rmdir()
 
 
 def test_prune_keeps_pending_and_recent(tmp_path: Path) -> None:

@@ -76,12 +76,21 @@ class Store:
                     raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
             self._db.execute("PRAGMA quick_check").fetchone()
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
             raise StateError(_explain(path, exc)) from exc
+        except StateError:
+            self._close_quietly()
+            raise
         except OSError as exc:
             raise StateError(f"{path}: cannot create the state directory: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
