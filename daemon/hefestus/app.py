@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
+
 import structlog
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -93,7 +94,7 @@ def serve_forever(app: App) -> None:
             log.error("cycle failed", error=str(exc))
 
     scheduler.add_job(job, "interval", seconds=app.settings.intake.poll_interval, id="poll",
-                      next_run_time=datetime.now(timezone.utc))
+                      next_run_time=datetime.now(UTC))
 
     def stop(signum: int, _: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)

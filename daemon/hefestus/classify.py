@@ -7,7 +7,7 @@ complete new object or raises and leaves the old one in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .model import Classification, Problem
@@ -26,7 +26,7 @@ class Knowledge:
         if route.domain == AUTO:
             c = self.catalog.best(text)
             how = f"{route.rule} ({c.routed_by})"
-            return Classification(**{**_fields(c), "routed_by": how})
+            return replace(c, routed_by=how)
         c = self.catalog.classify(text, route.domain, routed_by=route.rule)
         if c.classified or self.router.on_no_match != "best":
             return c
@@ -34,17 +34,13 @@ class Knowledge:
         if not other.classified:
             return c
         how = f"{route.rule}, then best match (nothing in {route.domain} matched)"
-        return Classification(**{**_fields(other), "routed_by": how})
+        return replace(other, routed_by=how)
 
     def analyze(self, text: str, domain: str | None = None) -> Classification:
         """Classify a bare error text (CLI, API): no host, no tags, just the dictionaries."""
         if domain is None:
             return self.catalog.best(text)
         return self.catalog.classify(text, domain, routed_by="--domain")
-
-
-def _fields(c: Classification) -> dict[str, object]:
-    return {name: getattr(c, name) for name in Classification.__dataclass_fields__}
 
 
 def load_knowledge(rules_dir: Path, patterns_dir: Path) -> Knowledge:

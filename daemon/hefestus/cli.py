@@ -89,12 +89,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"--- {len(report.planned)} event(s); nothing was written", file=sys.stderr)
         return EXIT_OK
     if args.once:
-        report = run_cycle(app)
+        done = run_cycle(app)
         app.store.close()
-        if report is None:
+        if done is None:
             return EXIT_FAIL
-        print(json.dumps(report.as_dict()))
-        return EXIT_FAIL if report.failed else EXIT_OK
+        print(json.dumps(done.as_dict()))
+        return EXIT_FAIL if done.failed else EXIT_OK
     serve_forever(app)
     return EXIT_OK
 

@@ -211,7 +211,8 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
         hint = ("the file is corrupt; move it aside to start afresh (events already acknowledged "
                 "are recognised by their [Hefestus] marker, so none is written twice)")
     elif "unable to open" in msg:
-        hint = "the file cannot be opened; check the path and permissions"
+        hint = ("the file cannot be opened for writing; check the path, its permissions and that "
+                "the filesystem is not read-only")
     elif "locked" in msg:
         hint = "another process holds the database; is a second Hefestus running?"
     else:

@@ -85,8 +85,8 @@ def load(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError("file is not valid UTF-8", path=str(path), line=line) from exc
+        raise ConfigError("file is not valid UTF-8", path=str(path),
+                          line=raw[: exc.start].count(b"\n") + 1) from exc
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
