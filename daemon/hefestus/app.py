@@ -21,7 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from .adapters.zabbix import ZabbixClient
 from .classify import Knowledge, load_knowledge
 from .config import Settings
-from .errors import ConfigError, HefestusError, ZabbixUnavailable
+from .errors import ConfigError, HefestusError, StateError, ZabbixUnavailable
 from .pipeline import CycleReport, Pipeline
 from .store import Store
 
@@ -82,15 +82,24 @@ def run_cycle(app: App, *, dry_run: bool = False) -> CycleReport | None:
     return report
 
 
-def serve_forever(app: App) -> None:
-    """The daemon: poll every ``intake.poll_interval`` seconds until SIGTERM/SIGINT."""
+def serve_forever(app: App) -> int:
+    """The daemon: poll every ``intake.poll_interval`` seconds until SIGTERM/SIGINT.
+
+    Returns the exit status: 1 when the state store became unusable (without it
+    exactly-once cannot be kept, so the daemon stops and systemd reports it).
+    """
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                                 "misfire_grace_time": None})
+    status = {"code": 0}
 
     def job() -> None:
         try:
             run_cycle(app)
-        except HefestusError as exc:  # e.g. state store broken: say so loudly, keep polling
+        except StateError as exc:
+            log.error("state store unusable; stopping", error=str(exc))
+            status["code"] = 1
+            scheduler.shutdown(wait=False)
+        except HefestusError as exc:  # e.g. a configured host group is gone: say so, keep polling
             log.error("cycle failed", error=str(exc))
 
     scheduler.add_job(job, "interval", seconds=app.settings.intake.poll_interval, id="poll",
@@ -111,3 +120,4 @@ def serve_forever(app: App) -> None:
     scheduler.start()
     app.store.close()
     log.info("stopped")
+    return status["code"]

@@ -95,8 +95,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_FAIL
         print(json.dumps(done.as_dict()))
         return EXIT_FAIL if done.failed else EXIT_OK
-    serve_forever(app)
-    return EXIT_OK
+    return serve_forever(app)
 
 
 def _analyze(args: argparse.Namespace) -> int:

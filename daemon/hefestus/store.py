@@ -17,6 +17,7 @@ afresh would re-handle (or skip) events, so the operator must decide.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -60,10 +61,14 @@ class LedgerEntry:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+            # The scheduler runs cycles on a worker thread, one at a time (max_instances=1);
+            # the lock below keeps any other use (signal-time close, CLI) serialised.
+            self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             with self._tx():
@@ -94,6 +99,10 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
+        with self._lock:
+            yield from self._tx_locked()
+
+    def _tx_locked(self) -> Iterator[None]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:

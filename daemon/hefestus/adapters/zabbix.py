@@ -117,8 +117,13 @@ class ZabbixClient:
         log.info("connected to zabbix", url=s.url, version=str(self.version),
                  auth_mode="token" if s.token else "user")
 
-    def call(self, method: str, **params: Any) -> Any:
-        """Call ``method`` with login, one re-login on an expired session, and retries."""
+    def call(self, method: str, *positional: Any, **named: Any) -> Any:
+        """Call ``method`` with login, one re-login on an expired session, and retries.
+
+        Most methods take named parameters; a few (``token.generate``) take a list.
+        """
+        params: dict[str, Any] | list[Any] = list(positional) if positional else named
+
         def attempt() -> Any:
             if not self._logged_in:
                 self._login()

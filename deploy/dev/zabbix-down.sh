@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stop the frontend and server started by zabbix-up.sh (PostgreSQL keeps running).
+set -u
+DIR=${HEFESTUS_ZBX_DIR:-/var/tmp/hefestus-zabbix}
+for name in php zabbix_server; do
+  if [ -f "$DIR/$name.pid" ]; then
+    kill "$(cat "$DIR/$name.pid")" 2>/dev/null && echo "[zabbix-down] stopped $name"
+    rm -f "$DIR/$name.pid"
+  fi
+done
+exit 0
