@@ -155,7 +155,18 @@ class ZabbixLab:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
     def send(self, values: Sequence[tuple[LabHost, str]], *, timeout: float = 90) -> None:
-        """Send values with zabbix_sender, retrying until the server's config cache knows the items."""
+        """Send values with zabbix_sender, retrying until the server's config cache knows the items.
+
+        Few values go one call each, so a value the server refused (its item not yet in
+        the config cache) is resent alone and none is sent twice; storms go in one call.
+        """
+        if len(values) <= 50:
+            for value in values:
+                self._send_file([value], timeout)
+        else:
+            self._send_file(values, timeout)
+
+    def _send_file(self, values: Sequence[tuple[LabHost, str]], timeout: float) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             for h, value in values:
                 escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -166,19 +177,19 @@ class ZabbixLab:
         try:
             while True:
                 out = subprocess.run([self.sender, "-z", self.server, "-p", str(self.port), "-i", path],
-                                     capture_output=True, text=True, timeout=60)
+                                     capture_output=True, text=True, timeout=60, check=False)
                 if out.returncode == 0 and "failed: 0" in out.stdout:
                     return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"zabbix_sender kept failing: {out.stdout} {out.stderr}")
-                if not reloaded and os.path.exists(self.server_config):
-                    subprocess.run(["zabbix_server", "-c", self.server_config, "-R", "config_cache_reload"],
-                                   capture_output=True, timeout=30)
-                    reloaded = True
                 # Values that were processed would be sent twice on retry: only resend when none were.
                 if "processed: 0;" not in out.stdout:
                     raise RuntimeError(f"zabbix_sender partly failed, not retrying: {out.stdout}")
-                time.sleep(2)
+                if not reloaded and os.path.exists(self.server_config):
+                    subprocess.run(["zabbix_server", "-c", self.server_config, "-R", "config_cache_reload"],
+                                   capture_output=True, timeout=30, check=False)
+                    reloaded = True
+                time.sleep(1)
         finally:
             os.unlink(path)
 

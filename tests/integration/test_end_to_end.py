@@ -144,3 +144,23 @@ def test_daemon_runs_and_stops_gracefully(lab: ZabbixLab, tmp_path: Path) -> Non
     assert lines and '"eventid": ' in lines[0] and '"host": "it-kubernetes-' in lines[0]
     assert IT_USER[1] not in err
     assert '"stopped"' in err.splitlines()[-1]
+
+
+def test_each_event_is_classified_by_its_own_item_value(lab: ZabbixLab,
+                                                        make_app: Callable[..., App]) -> None:
+    """Two values on one item within the same second: each event must see the value that
+    raised it (history is matched on clock *and* ns), not the item's latest value."""
+    host = lab.host(lab.unique("it-db"), "Databases")
+    app = make_app()
+    run_until_quiet(app)
+    texts = ["FATAL:  sorry, too many clients already",
+             'ERROR:  could not extend file "base/16384/2619": No space left on device']
+    before = {e["eventid"] for e in lab.events_for([host], expect=0, timeout=0)}
+    lab.send([(host, t) for t in texts])
+    events = [e for e in lab.events_for([host], expect=len(before) + 2) if e["eventid"] not in before]
+    run_until_quiet(app)
+    rows = lab.events_for([host], expect=0, timeout=0, acks=True)
+    got = {e["eventid"]: hefestus_messages(e) for e in rows if e["eventid"] in {x["eventid"] for x in events}}
+    firsts = [got[e["eventid"]][0].splitlines()[0] for e in events]
+    assert " / too-many-connections " in firsts[0]
+    assert " / disk-full " in firsts[1]

@@ -38,7 +38,7 @@ log = structlog.get_logger("hefestus.zabbix")
 
 T = TypeVar("T")
 
-_EVENT_OUTPUT = ["eventid", "clock", "name", "severity", "opdata", "acknowledged",
+_EVENT_OUTPUT = ["eventid", "clock", "ns", "name", "severity", "opdata", "acknowledged",
                  "r_eventid", "objectid", "suppressed"]
 _SESSION_GONE = ("session terminated", "not authorized", "re-login")
 _TEXT_TYPES = {1, 2, 4}  # char, log, text: where error messages live
@@ -238,7 +238,7 @@ class ZabbixClient:
         items = {i["itemid"]: i for i in self.call(
             "item.get", itemids=itemids, output=["itemid", "name", "key_", "value_type", "lastvalue"],
             webitems=True)}
-        history: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        history: dict[str, list[tuple[tuple[int, int], str]]] = defaultdict(list)
         by_type: dict[int, list[str]] = defaultdict(list)
         for itemid, item in items.items():
             vt = int(item["value_type"])
@@ -249,10 +249,13 @@ class ZabbixClient:
             for h in self.call("history.get", history=vt, itemids=ids, output="extend",
                                time_from=min(clocks) - _HISTORY_WINDOW, time_till=max(clocks),
                                sortfield="clock", sortorder="DESC", limit=20000):
-                history[h["itemid"]].append((int(h["clock"]), h["value"]))
+                history[h["itemid"]].append(((int(h["clock"]), int(h.get("ns", 0))), h["value"]))
+        for values in history.values():
+            values.sort(reverse=True)  # newest first; ns breaks ties within one second
         out: dict[str, tuple[ItemValue, ...]] = {}
         for e in events:
-            clock = int(e["clock"])
+            # The value that raised the event carries the event's own clock and ns.
+            clock = (int(e["clock"]), int(e.get("ns", 0)))
             values = []
             for itemid in items_of.get(e["objectid"], []):
                 item = items.get(itemid)
