@@ -147,6 +147,8 @@ class ZabbixClient:
     # -- version quirks ---------------------------------------------------------------
 
     def _at_least(self, v: str) -> bool:
+        if self.version is None:  # parameters depend on the version: learn it first
+            self.connect()
         return self.version is not None and self.version >= Version(v)
 
     @property
