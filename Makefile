@@ -46,3 +46,6 @@ test: venv zabbix
 
 clean:
 	rm -rf $(VENV) .pytest_cache .demo
+
+bench: venv
+	$(PY) bench/patterns_bench.py

@@ -164,3 +164,18 @@ def test_invalid_utf8_file_is_a_clean_error(tmp_path: Path) -> None:
     p.write_bytes(HEAD.encode() + b'# caf\xe9\n')
     with pytest.raises(ConfigError, match=r"x.toml:4: file is not valid UTF-8"):
         load_dictionary(p)
+
+
+def test_dictionary_too_big_for_one_automaton_still_matches_in_order() -> None:
+    """RE2's combined set has a memory budget; past it, each regex is tried in turn (still RE2)."""
+    from hefestus import regex
+
+    saved = regex._SET_OPTIONS.max_mem
+    regex._SET_OPTIONS.max_mem = 1 << 12
+    try:
+        sources = [f"error {i}[^\\n]{{0,40}}code {i}" for i in range(50)]
+        rs = regex.RegexSet([f"(?i){s}" for s in sources], [regex.compile_regex(s) for s in sources])
+        assert not rs.combined
+        assert rs.match("ERROR 7 happened: code 7; error 3 x code 3") == [3, 7]
+    finally:
+        regex._SET_OPTIONS.max_mem = saved

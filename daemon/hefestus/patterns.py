@@ -106,7 +106,7 @@ class Dictionary:
         self.patterns = tuple(patterns)
         self.fallback = tuple(fallback)
         self.path = path
-        self._set = RegexSet([p.regex.pattern for p in self.patterns])
+        self._set = RegexSet([p.regex.pattern for p in self.patterns], [p.regex for p in self.patterns])
 
     def __len__(self) -> int:
         return len(self.patterns)

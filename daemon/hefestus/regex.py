@@ -46,22 +46,42 @@ def compile_regex(source: str, *, case_sensitive: bool = False) -> Regex:
         raise RegexError(f"invalid regex {source!r}: {_reason(exc)}{hint}") from None
 
 
+_SET_OPTIONS = re2.Options()
+_SET_OPTIONS.log_errors = False
+_SET_OPTIONS.max_mem = 256 << 20  # one automaton for a whole dictionary needs room
+
+
 class RegexSet:
     """Many regexes scanned in one pass; returns the indices that match.
 
     Used as a pre-filter so classifying a text costs one scan for the whole
-    dictionary instead of one per pattern.
+    dictionary instead of one per pattern. If the combined automaton would
+    exceed its memory budget, it falls back to trying each regex in turn:
+    slower, but every step is still RE2 and still linear in the text.
     """
 
-    def __init__(self, sources: Sequence[str]) -> None:
-        self._set = re2.Set.SearchSet(_OPTIONS)
+    def __init__(self, sources: Sequence[str], compiled: Sequence[Regex] = ()) -> None:
+        self._compiled = list(compiled)
+        self._set: Any = None
+        if not sources:
+            return
+        candidate = re2.Set.SearchSet(_SET_OPTIONS)
         for src in sources:
-            if self._set.Add(src) < 0:  # pragma: no cover - compile_regex vetted it first
+            if candidate.Add(src) < 0:  # pragma: no cover - compile_regex vetted it first
                 raise RegexError(f"invalid regex {src!r}")
-        self._set.Compile()
-        self._empty = not sources
+        try:
+            candidate.Compile()
+        except re2.error:
+            if len(self._compiled) != len(sources):
+                raise RegexError("the patterns are too large to combine; pass them compiled") from None
+            return
+        self._set = candidate
+
+    @property
+    def combined(self) -> bool:
+        return self._set is not None
 
     def match(self, text: str) -> list[int]:
-        if self._empty:
-            return []
-        return sorted(self._set.Match(text) or ())
+        if self._set is not None:
+            return sorted(self._set.Match(text) or ())
+        return [i for i, rx in enumerate(self._compiled) if rx.search(text) is not None]
