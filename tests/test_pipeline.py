@@ -165,3 +165,18 @@ def test_rules_swapped_between_cycles_are_used(zbx: FakeZabbix, tmp_path: Path,
     pipe.run_once()
     zbx.add(problem(101, "mystery", text="??"))
     assert pipe.run_once().skipped == 1
+
+
+def test_ledger_is_pruned_but_not_inside_the_overlap_window(zbx: FakeZabbix, tmp_path: Path,
+                                                            test_knowledge: Knowledge) -> None:
+    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: test_knowledge,
+                    intake=IntakeSettings(overlap_ids=3), ack=AcknowledgeSettings(), ledger_days=1)
+    pipe.run_once()
+    zbx.add(*(problem(101 + i, "disk", text=f"{DISK} {i}") for i in range(10)))
+    pipe.run_once()
+    pipe._store._db.execute("UPDATE events SET updated_at = 0")
+    pipe._last_prune = 0.0
+    pipe.run_once()
+    assert sorted(pipe._store.states(range(101, 111))) == [108, 109, 110]
+    assert pipe.run_once().acknowledged == 0  # pruned ids are below the window: never re-read
+    assert all(len(m) == 1 for m in zbx.acks.values())

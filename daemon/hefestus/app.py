@@ -66,7 +66,8 @@ def build(settings: Settings) -> App:
     knowledge = KnowledgeHolder(settings)
     zabbix = ZabbixClient(settings.zabbix)
     store = Store(settings.state_path)
-    pipeline = Pipeline(zabbix, store, knowledge, intake=settings.intake, ack=settings.acknowledge)
+    pipeline = Pipeline(zabbix, store, knowledge, intake=settings.intake, ack=settings.acknowledge,
+                        ledger_days=settings.state.ledger_days)
     return App(settings, zabbix, store, knowledge, pipeline)
 
 

@@ -68,7 +68,7 @@ def has_marker(problem: Problem) -> bool:
 
 class Pipeline:
     def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
-                 intake: IntakeSettings, ack: AcknowledgeSettings,
+                 intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time) -> None:
         self._zbx = zabbix
         self._store = store
@@ -77,6 +77,8 @@ class Pipeline:
         self._ack = ack
         self._filter: EventFilter | None = None  # built at the first cycle: it needs Zabbix
         self._clock = clock
+        self._ledger_days = ledger_days
+        self._last_prune = 0.0
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -139,7 +141,20 @@ class Pipeline:
                 cursor = new_cursor
             if len(page) < self._intake.page_size:
                 break
+        if not dry_run:
+            self._prune()
         return report
+
+    def _prune(self) -> None:
+        """Forget old ledger rows, at most hourly; never those the overlap window re-reads."""
+        now = self._clock()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        cursor = self._store.cursor or 0
+        removed = self._store.prune(self._ledger_days, keep_above=cursor - self._intake.overlap_ids + 1)
+        if removed:
+            log.info("ledger pruned", removed=removed, older_than_days=self._ledger_days)
 
     def _handle(self, problems: list[Problem], report: CycleReport, dry_run: bool,
                 backlog: tuple[int, int]) -> set[int]:
