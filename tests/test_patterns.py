@@ -50,6 +50,7 @@ def test_solutions_use_named_groups_only_where_captured(tmp_path: Path) -> None:
     c = d.classify("Nov 24 host systemd[1]: php8.2-fpm.service: Failed with result 'timeout'.")
     assert c.category == "service-failed" and c.pattern_id == "systemd-unit-failed"
     assert c.solutions[0] == "systemctl status php8.2-fpm.service"
+    assert c.cause == "A systemd unit (php8.2-fpm.service) failed."
     assert c.solutions[2].endswith("jsonpath='{.status.phase}'")  # not a group: left alone
     assert c.matched_text.startswith("Nov 24 host systemd[1]")
     assert c.groups == {"unit": "php8.2-fpm.service", "result": "timeout"}

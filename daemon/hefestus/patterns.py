@@ -133,7 +133,7 @@ class Dictionary:
         p = found.pattern
         return Classification(
             domain=self.domain, category=p.category, pattern_id=p.id, confidence=p.confidence,
-            matched_text=found.matched_text, cause=p.cause,
+            matched_text=found.matched_text, cause=_fill(p.cause, found.groups, p.regex.groupindex),
             solutions=tuple(_fill(step, found.groups, p.regex.groupindex) for step in p.solutions),
             routed_by=routed_by, groups=dict(found.groups),
         )
