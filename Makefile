@@ -42,6 +42,7 @@ unit: venv
 	$(PY) -m pytest -m 'not zabbix' tests
 
 test: venv zabbix
+	$(PY) -m mypy daemon/hefestus
 	$(PY) -m pytest tests
 
 clean:

@@ -252,13 +252,13 @@ class ZabbixClient:
                                time_from=min(clocks) - _HISTORY_WINDOW, time_till=max(clocks),
                                sortfield="clock", sortorder="DESC", limit=20000):
                 history[h["itemid"]].append(((int(h["clock"]), int(h.get("ns", 0))), h["value"]))
-        for values in history.values():
-            values.sort(reverse=True)  # newest first; ns breaks ties within one second
+        for stored in history.values():
+            stored.sort(reverse=True)  # newest first; ns breaks ties within one second
         out: dict[str, tuple[ItemValue, ...]] = {}
         for e in events:
             # The value that raised the event carries the event's own clock and ns.
             clock = (int(e["clock"]), int(e.get("ns", 0)))
-            values = []
+            values: list[ItemValue] = []
             for itemid in items_of.get(e["objectid"], []):
                 item = items.get(itemid)
                 if item is None:
