@@ -69,7 +69,7 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
 
 def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
