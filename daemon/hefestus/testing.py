@@ -182,8 +182,9 @@ class ZabbixLab:
                     return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"zabbix_sender kept failing: {out.stdout} {out.stderr}")
-                # Values that were processed would be sent twice on retry: only resend when none were.
-                if "processed: 0;" not in out.stdout:
+                # Values that were processed would be sent twice on retry: only resend when none
+                # were (or when the server did not answer at all, e.g. still starting).
+                if "processed:" in out.stdout and "processed: 0;" not in out.stdout:
                     raise RuntimeError(f"zabbix_sender partly failed, not retrying: {out.stdout}")
                 if not reloaded and os.path.exists(self.server_config):
                     subprocess.run(["zabbix_server", "-c", self.server_config, "-R", "config_cache_reload"],

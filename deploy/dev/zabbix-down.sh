@@ -4,7 +4,9 @@ set -u
 DIR=${HEFESTUS_ZBX_DIR:-/var/tmp/hefestus-zabbix}
 for name in php zabbix_server; do
   if [ -f "$DIR/$name.pid" ]; then
-    kill "$(cat "$DIR/$name.pid")" 2>/dev/null && echo "[zabbix-down] stopped $name"
+    pid=$(cat "$DIR/$name.pid")
+    # php -S runs workers in its own session (setsid): stop the whole group.
+    { kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; } && echo "[zabbix-down] stopped $name"
     rm -f "$DIR/$name.pid"
   fi
 done

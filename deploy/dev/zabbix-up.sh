@@ -97,7 +97,11 @@ Timeout=10
 AllowRoot=1
 User=root
 CONF
-server_running() { [ -f "$DIR/zabbix_server.pid" ] && kill -0 "$(cat "$DIR/zabbix_server.pid")" 2>/dev/null; }
+# A stale pid file after a reboot may name an unrelated process: check the command too.
+server_running() {
+  [ -f "$DIR/zabbix_server.pid" ] || return 1
+  [ "$(ps -p "$(cat "$DIR/zabbix_server.pid")" -o comm= 2>/dev/null)" = zabbix_server ]
+}
 if ! server_running; then
   log "starting zabbix_server (port $SERVER_PORT)"
   rm -f "$DIR/zabbix_server.pid"
@@ -133,7 +137,7 @@ api() { curl -s -m 10 -H 'Content-Type: application/json-rpc' -d "$1" "$API" 2>/
 version() { api '{"jsonrpc":"2.0","method":"apiinfo.version","params":{},"id":1}' | sed -n 's/.*"result":"\([^"]*\)".*/\1/p'; }
 if [ -z "$(version)" ]; then
   log "starting the frontend on 127.0.0.1:$WEB_PORT"
-  [ -f "$DIR/php.pid" ] && kill "$(cat "$DIR/php.pid")" 2>/dev/null || true
+  [ -f "$DIR/php.pid" ] && { kill -- "-$(cat "$DIR/php.pid")" 2>/dev/null || true; }
   PHP_CLI_SERVER_WORKERS=4 setsid nohup php \
     -d post_max_size=16M -d upload_max_filesize=2M -d max_execution_time=300 \
     -d max_input_time=300 -d memory_limit=256M -d date.timezone=UTC \
