@@ -10,4 +10,6 @@ for name in php zabbix_server; do
     rm -f "$DIR/$name.pid"
   fi
 done
+# zabbix_server stops its children in the background: wait so a restart finds its socket free.
+for _ in $(seq 1 30); do pgrep -x zabbix_server >/dev/null || break; sleep 1; done
 exit 0

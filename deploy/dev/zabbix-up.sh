@@ -103,6 +103,9 @@ server_running() {
   [ "$(ps -p "$(cat "$DIR/zabbix_server.pid")" -o comm= 2>/dev/null)" = zabbix_server ]
 }
 if ! server_running; then
+  # Children of a server that is shutting down still hold its control socket: wait, then force.
+  for _ in $(seq 1 30); do pgrep -x zabbix_server >/dev/null || break; sleep 1; done
+  pkill -9 -x zabbix_server 2>/dev/null && sleep 1
   log "starting zabbix_server (port $SERVER_PORT)"
   rm -f "$DIR/zabbix_server.pid"
   zabbix_server -c "$DIR/zabbix_server.conf"
