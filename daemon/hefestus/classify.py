@@ -7,6 +7,7 @@ complete new object or raises and leaves the old one in place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,7 +44,8 @@ class Knowledge:
         return self.catalog.classify(text, domain, routed_by="--domain")
 
 
-def load_knowledge(rules_dir: Path, patterns_dir: Path) -> Knowledge:
-    catalog = load_catalog(patterns_dir)
+def load_knowledge(rules_dir: Path, patterns_dir: Path, *,
+                   extra: Mapping[str, Path] | None = None) -> Knowledge:
+    catalog = load_catalog(patterns_dir, extra=extra)
     router = load_router(rules_dir, domains=catalog.domains)
     return Knowledge(catalog, router)

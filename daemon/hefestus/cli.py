@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, logs
-from .classify import load_knowledge
 from .config import Settings, find_config, load_settings
 from .errors import ConfigError, HefestusError, StateError, ZabbixError
 
@@ -38,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("text", help="the error text, or - to read standard input")
     an.add_argument("--domain", "-d", help="dictionary to use (default: the best match of all)")
     an.add_argument("--json", action="store_true", help="print the classification as JSON")
+    an.add_argument("--no-model", action="store_true", help="patterns only, even when a model is configured")
     st = sub.add_parser("state", help="show the cursor and the latest handled events")
     st.add_argument("--limit", type=int, default=20)
     st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
@@ -69,7 +69,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         return _analyze(args)
     settings = _settings(args)
-    logs.setup(settings.logging.level, settings.logging.format)
+    from .redact import Redactor
+
+    logs.setup(settings.logging.level, settings.logging.format,
+               redact=Redactor(settings.redaction.patterns))
     if args.command == "check":
         return _check(settings)
     if args.command == "state":
@@ -90,7 +93,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.once:
         done = run_cycle(app)
-        app.store.close()
+        app.close()
         if done is None:
             return EXIT_FAIL
         print(json.dumps(done.as_dict()))
@@ -98,30 +101,46 @@ def _dispatch(args: argparse.Namespace) -> int:
     return serve_forever(app)
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.text == "-" else args.text
-    # analyze works without Zabbix credentials: only the dictionaries matter.
+def _offline_settings(args: argparse.Namespace) -> Settings:
+    """analyze works without Zabbix credentials, and without a config file at all."""
     try:
         path = find_config(args.config, os.environ)
-        from . import tomlfile
-
-        data, _ = tomlfile.load(path)
-        cls = data.get("classification", {})
-        base = path.resolve().parent
-        rules_dir = base / cls.get("rules_dir", "rules")
-        patterns_dir = base / cls.get("patterns_dir", "patterns")
     except ConfigError:
-        rules_dir, patterns_dir = Path("rules"), Path("patterns")
-    knowledge = load_knowledge(rules_dir, patterns_dir)
-    if args.domain and args.domain not in knowledge.catalog:
-        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(knowledge.catalog.domains)}")
-    c = knowledge.analyze(text, args.domain)
+        return Settings.model_validate({"zabbix": {}, "source": Path("hefestus.toml").resolve()},
+                                       context={"need_zabbix": False})
+    return load_settings(path, need_zabbix=False)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis import MemoryCache
+    from .app import KnowledgeHolder, build_analyzer
+    from .model import ItemValue, Problem, Severity
+    from .redact import Redactor
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    settings = _offline_settings(args)
+    if args.no_model:
+        settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
+    redact = Redactor(settings.redaction.patterns)
+    knowledge = KnowledgeHolder(settings)
+    catalog = knowledge().catalog
+    if args.domain and args.domain not in catalog:
+        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
+    c = knowledge().analyze(text, args.domain)
+    analyzer, _ = build_analyzer(settings, knowledge, MemoryCache(), redact)  # type: ignore[arg-type]
+    first_line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "error")[:200]
+    problem = Problem(eventid=0, clock=0, name=first_line, severity=Severity.NOT_CLASSIFIED,
+                      items=(ItemValue("error text", "analyze", text),))
+    s = analyzer.suggest([(problem, c)], remember=False)[0]
+    analyzer.close()
     if args.json:
-        print(json.dumps(c.as_dict(), indent=2, ensure_ascii=False))
+        out = {**c.as_dict(), "cause": s.cause, "solutions": list(s.steps),
+               "confidence": round(s.confidence, 3), "source": s.source, "model": s.model, "note": s.note}
+        print(redact(json.dumps(out, indent=2, ensure_ascii=False)))
     else:
         from .render import render
 
-        print(render(c))
+        print(redact(render(s)))
     return EXIT_OK
 
 
@@ -132,11 +151,23 @@ def _check(settings: Settings) -> int:
         print(f"[{status:>4}] {what}{': ' + detail if detail else ''}")
 
     line("ok", "configuration", str(settings.source))
-    knowledge = load_knowledge(settings.rules_dir, settings.patterns_dir)
+    from .app import KnowledgeHolder
+
+    knowledge = KnowledgeHolder(settings)()
     for domain in knowledge.catalog.domains:
         d = knowledge.catalog[domain]
         line("ok", f"patterns {domain}", f"{len(d)} patterns ({d.path})")
     line("ok", "rules", f"{len(knowledge.router.rules)} rules, default {knowledge.router.default!r}")
+    from .adapters.ollama import OllamaModel
+    from .app import model_names, model_status
+
+    model = OllamaModel(settings.ollama) if settings.ollama.model else None
+    if settings.analysis.mode == "pattern":
+        line("ok", "model", "analysis.mode = \"pattern\": the model is never asked")
+    else:
+        model_ok, detail = model_status(model, model_names(settings))
+        ok = ok and model_ok
+        line("ok" if model_ok else "FAIL", "model", detail)
     from .store import Store
 
     store = Store(settings.state_path)

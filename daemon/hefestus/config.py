@@ -10,16 +10,20 @@ variables (so systemd can keep secrets in an ``EnvironmentFile``).
 from __future__ import annotations
 
 import os
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator,
+                      model_validator)
 
 from . import tomlfile
 from .errors import ConfigError
 from .model import Severity
+from .regex import RegexError, compile_regex
 
 DEFAULT_CONFIG_PATHS = (Path("hefestus.toml"), Path("/etc/hefestus/hefestus.toml"))
 
@@ -32,6 +36,11 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "HEFESTUS_STATE_PATH": ("state", "path"),
     "HEFESTUS_LOG_LEVEL": ("logging", "level"),
     "HEFESTUS_LOG_FORMAT": ("logging", "format"),
+    "HEFESTUS_OLLAMA_URL": ("ollama", "url"),
+    "HEFESTUS_OLLAMA_MODEL": ("ollama", "model"),
+    "HEFESTUS_RUNDECK_URL": ("rundeck", "url"),
+    "HEFESTUS_RUNDECK_TOKEN": ("rundeck", "token"),
+    "HEFESTUS_REMEDIATION_MODE": ("remediation", "mode"),
 }
 
 
@@ -68,7 +77,9 @@ class ZabbixSettings(_Section):
         return None if v == "" else v
 
     @model_validator(mode="after")
-    def _auth(self) -> ZabbixSettings:
+    def _auth(self, info: ValidationInfo) -> ZabbixSettings:
+        if info.context and not info.context.get("need_zabbix", True):
+            return self  # `hefestus analyze` works offline, without Zabbix credentials
         if self.token is None and not (self.user and self.password):
             raise ValueError(
                 "no credentials: set token (HEFESTUS_ZABBIX_TOKEN) or user and password "
@@ -142,6 +153,145 @@ class LoggingSettings(_Section):
         return v.lower() if isinstance(v, str) else v
 
 
+def _http_url(v: str) -> str:
+    v = v.strip().rstrip("/")
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return v
+
+
+Temperature = Annotated[float, Field(ge=0, le=2)]
+MaxTokens = Annotated[int, Field(ge=16, le=32768)]
+ContextSize = Annotated[int, Field(ge=512, le=262144)]
+ModelTimeout = Annotated[float, Field(gt=0, le=1800)]
+
+
+class OllamaSettings(_Section):
+    """The local model server. An empty ``model`` turns the model off: patterns only."""
+
+    url: str = "http://127.0.0.1:11434"
+    model: str = ""
+    #: Seconds to wait for one answer (the ollama client has no timeout of its own).
+    timeout: ModelTimeout = 120.0
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    #: How long Ollama keeps the model loaded after a call ("5m", "1h", "-1" = forever).
+    keep_alive: str = "30m"
+    #: Model calls in flight at once: a small local GPU/CPU serves one or two well.
+    max_concurrency: Annotated[int, Field(ge=1, le=16)] = 2
+    #: Consecutive failures (down, hung, 5xx, model missing) that open the circuit breaker.
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Seconds the breaker stays open before one call tries the model again.
+    retry_after: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    temperature: Temperature = 0.2
+    max_tokens: MaxTokens = 600
+    num_ctx: ContextSize = 4096
+
+    _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
+
+
+class AnalysisSettings(_Section):
+    """How pattern suggestions and model answers combine."""
+
+    #: "pattern": never ask the model; "model-when-unclassified": ask only when no pattern
+    #: matched; "model-always": always ask, giving the pattern match as a hint.
+    mode: Literal["pattern", "model-when-unclassified", "model-always"] = "model-when-unclassified"
+    #: Seconds a model answer is reused for events with the same fingerprint (0: no cache).
+    cache_ttl: Annotated[float, Field(ge=0, le=30 * 86400)] = 6 * 3600
+    #: Characters of the event's error text sent to the model (the tail is kept).
+    max_error_chars: Annotated[int, Field(ge=200, le=100_000)] = 4000
+
+
+PROMPT_PLACEHOLDERS = frozenset({"domain", "description"})
+
+
+class DomainSettings(_Section):
+    """Per-domain model parameters; unset values fall back to [ollama].
+
+    The seed's ``domains.json`` fields map one to one: ``prompt_template``,
+    ``parameters.temperature`` -> ``temperature``, ``parameters.max_tokens`` ->
+    ``max_tokens``, ``dictionary_path`` -> ``dictionary``.
+    """
+
+    #: The domain instructions of the system prompt ("You are a PostgreSQL DBA ...").
+    #: Placeholders: {domain}, {description}. The event itself is never templated in:
+    #: Hefestus always passes it as fenced data after these instructions.
+    prompt_template: str | None = None
+    model: str | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    num_ctx: ContextSize | None = None
+    timeout: ModelTimeout | None = None
+    #: A pattern dictionary outside patterns_dir for this domain.
+    dictionary: Path | None = None
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"invalid template: {exc} (write {{{{ and }}}} for literal braces)") from exc
+        unknown = names - PROMPT_PLACEHOLDERS
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join(sorted('{' + n + '}' for n in unknown))}; "
+                             f"allowed: {{domain}}, {{description}} (the event is added as data)")
+        return v
+
+
+class RedactionSettings(_Section):
+    """Extra secret patterns (RE2) masked before anything leaves the process."""
+
+    patterns: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for source in v:
+            try:
+                compile_regex(source)
+            except RegexError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class RundeckSettings(_Section):
+    """How to reach Rundeck.
+
+    ``api_version`` defaults to 41: the current version of Rundeck 4.0-4.8 and
+    therefore accepted by every 4.x, 5.x and 6.x server (they accept 14 up to
+    their own current version). Everything Hefestus calls exists since v18
+    (``options`` in the run body, ``/job/{id}/info``), so 18 is the floor.
+    """
+
+    url: str
+    token: SecretStr
+    api_version: Annotated[int, Field(ge=18, le=99)] = 41
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    verify_tls: bool = True
+    #: Attempts for idempotent calls (GET, abort) on transient failures; run_job: always 1.
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if re.search(r"/api(/\d+)?$", v):
+            raise ValueError("give Rundeck's base URL, without /api/<version> "
+                             "(the version is rundeck.api_version)")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise ValueError("is empty: set it (HEFESTUS_RUNDECK_TOKEN)")
+        return v
+
+
 class Settings(_Section):
     zabbix: ZabbixSettings
     intake: IntakeSettings = IntakeSettings()
@@ -149,6 +299,10 @@ class Settings(_Section):
     classification: ClassificationSettings = ClassificationSettings()
     state: StateSettings = StateSettings()
     logging: LoggingSettings = LoggingSettings()
+    ollama: OllamaSettings = OllamaSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    domains: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], DomainSettings] = {}
+    redaction: RedactionSettings = RedactionSettings()
     #: Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path("hefestus.toml"), exclude=True)
 
@@ -171,6 +325,11 @@ class Settings(_Section):
     def state_path(self) -> Path:
         return self.resolve(self.state.path)
 
+    @property
+    def extra_dictionaries(self) -> dict[str, Path]:
+        """Domains whose dictionary lives outside patterns_dir ([domains.X] dictionary = ...)."""
+        return {name: self.resolve(d.dictionary) for name, d in self.domains.items() if d.dictionary}
+
 
 def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
     """``--config`` wins, then ``HEFESTUS_CONFIG``, then ./hefestus.toml, then /etc/hefestus/."""
@@ -187,8 +346,12 @@ def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str])
     )
 
 
-def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Read, merge with the environment, validate. Raises :class:`ConfigError`."""
+def load_settings(path: Path, env: Mapping[str, str] | None = None, *,
+                  need_zabbix: bool = True) -> Settings:
+    """Read, merge with the environment, validate. Raises :class:`ConfigError`.
+
+    ``need_zabbix=False`` accepts a file without Zabbix credentials (offline commands).
+    """
     env = os.environ if env is None else env
     data, text = tomlfile.load(path)
     for var, (section, key) in ENV_OVERRIDES.items():
@@ -199,6 +362,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             table[key] = env[var]
     data.setdefault("zabbix", {})
     try:
-        return Settings.model_validate({**data, "source": path.resolve()})
+        return Settings.model_validate({**data, "source": path.resolve()},
+                                       context={"need_zabbix": need_zabbix})
     except pydantic.ValidationError as exc:
         raise tomlfile.validation_error(exc, path=path, text=text) from None

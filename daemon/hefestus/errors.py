@@ -8,13 +8,26 @@ translated at the adapter boundary and chained with ``raise ... from exc``::
     HefestusError
     ├── ConfigError            bad hefestus.toml, rule or pattern file (file:line)
     ├── StateError             the SQLite state store is unusable (corrupt, read-only)
-    └── ZabbixError            anything the Zabbix adapter could not do
-        ├── ZabbixUnavailable  transient: down, slow, 5xx, connection refused
-        ├── ZabbixAuthError    credentials rejected, or a token that expired
-        └── ZabbixRejected     the API said no to this request (permissions, bad id)
+    ├── ZabbixError            anything the Zabbix adapter could not do
+    │   ├── ZabbixUnavailable  transient: down, slow, 5xx, connection refused
+    │   ├── ZabbixAuthError    credentials rejected, or a token that expired
+    │   └── ZabbixRejected     the API said no to this request (permissions, bad id)
+    ├── ModelError             anything the language-model adapter could not do
+    │   ├── ModelUnavailable   transient: server down, hung, 5xx, broken stream
+    │   ├── ModelNotFound      the server is up but the model is not pulled (404)
+    │   └── ModelBadAnswer     an answer that is not valid JSON for the schema, or cut off
+    └── RundeckError           .transient .status .code .maybe_started
+        ├── RundeckUnavailable   transient: down, slow, 5xx, 409 too many running
+        ├── RundeckAuthError     403/401: token invalid, or lacks the ACL
+        ├── RundeckRejected      Rundeck said no to this request (bad id, options,
+        │                        job disabled, API version unsupported, redirect)
+        └── RundeckProtocolError a 2xx that breaks the contract (HTML login page,
+                                 missing fields): a proxy in the way or an API change
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class HefestusError(Exception):
@@ -60,3 +73,58 @@ class ZabbixRejected(ZabbixError):
         self.code = code
         self.data = data
         super().__init__(message)
+
+
+class ModelError(HefestusError):
+    """Base for language-model failures; the pipeline falls back to patterns on any of them."""
+
+
+class ModelUnavailable(ModelError):
+    """Transient: counts towards opening the circuit breaker; the model is tried again later."""
+
+
+class ModelNotFound(ModelError):
+    """The model server answered but does not have the model: ``ollama pull`` it."""
+
+
+class ModelBadAnswer(ModelError):
+    """The model answered, but not with a valid, complete answer for the schema."""
+
+
+class RundeckError(HefestusError):
+    """Base for Rundeck adapter failures.
+
+    ``status`` is the HTTP status (None: no answer), ``code`` Rundeck's
+    ``errorCode``. ``maybe_started`` is only ever True for ``run_job``: the
+    request may have reached Rundeck and the job may be running even though we
+    got an error (read timeout, dropped connection, a 5xx without Rundeck's
+    envelope, an unreadable 2xx). Never re-run blindly when it is set.
+    """
+
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 maybe_started: bool = False) -> None:
+        self.status = status
+        self.code = code
+        self.maybe_started = maybe_started
+        super().__init__(message)
+
+
+class RundeckUnavailable(RundeckError):
+    """Transient: trying again later may work (and for GETs the adapter already did)."""
+
+    transient = True
+
+
+class RundeckAuthError(RundeckError):
+    """The token is invalid or expired (``unauthorized``), or it lacks the ACL for
+    this action (``api.error.item.unauthorized``): a person must fix it."""
+
+
+class RundeckRejected(RundeckError):
+    """Rundeck refused this request; sending it unchanged again won't help."""
+
+
+class RundeckProtocolError(RundeckError):
+    """A success status with a body that breaks the contract (not JSON, fields missing)."""

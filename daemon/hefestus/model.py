@@ -137,3 +137,56 @@ class EventFilter:
     min_severity: Severity = Severity.NOT_CLASSIFIED
     groupids: tuple[str, ...] = ()
     include_suppressed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One structured question to the language model, already redacted and fenced."""
+
+    model: str
+    system: str
+    user: str
+    #: JSON schema the answer must follow (sent as Ollama's ``format``).
+    schema: dict[str, object]
+    temperature: float
+    max_tokens: int
+    num_ctx: int
+    timeout: float
+    keep_alive: str = "30m"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    """The model's raw answer: content is untrusted until validated by the analysis stage."""
+
+    content: str
+    done_reason: str
+    eval_count: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """What Hefestus tells operators about one event: the classification plus the advice
+    actually shown, and where that advice came from."""
+
+    classification: Classification
+    cause: str
+    steps: tuple[str, ...]
+    confidence: float
+    #: "pattern <domain>:<id>", "model <name>" or "no pattern".
+    source: str
+    #: Model name when the advice came from the model.
+    model: str | None = None
+    #: Why the model was not used or not trusted, shown to operators ("" when all went well).
+    note: str = ""
+    cached: bool = False
+    fingerprint: str = ""
+
+    @classmethod
+    def from_pattern(cls, c: Classification, *, note: str = "", fingerprint: str = "") -> Suggestion:
+        return cls(c, c.cause, c.solutions, c.confidence, c.source, note=note, fingerprint=fingerprint)
+
+    @property
+    def from_model(self) -> bool:
+        return self.model is not None

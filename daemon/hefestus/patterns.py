@@ -213,8 +213,9 @@ def _fill(step: str, groups: Mapping[str, str], names: Mapping[str, int]) -> str
 # --------------------------------------------------------------------------- loading
 
 
-def load_catalog(directory: Path) -> Catalog:
-    """Load every ``*.toml`` and ``*.json`` dictionary in ``directory``."""
+def load_catalog(directory: Path, *, extra: Mapping[str, Path] | None = None) -> Catalog:
+    """Load every ``*.toml`` and ``*.json`` dictionary in ``directory``, plus ``extra``
+    (domain -> file: dictionaries kept elsewhere, named in [domains.X] dictionary)."""
     if not directory.is_dir():
         raise ConfigError("patterns directory does not exist", path=str(directory))
     files = sorted(p for p in directory.iterdir() if p.suffix in (".toml", ".json") and p.is_file())
@@ -228,6 +229,17 @@ def load_catalog(directory: Path) -> Catalog:
             raise ConfigError(f"domain {d.domain!r} is already defined by {seen[d.domain]}", path=str(path))
         seen[d.domain] = path
         dictionaries.append(d)
+    for domain, path in (extra or {}).items():
+        if not path.is_file():
+            raise ConfigError(f"[domains.{domain}] dictionary: file does not exist", path=str(path))
+        d = load_dictionary(path)
+        if d.domain in seen and seen[d.domain] != path:
+            raise ConfigError(f"domain {d.domain!r} is already defined by {seen[d.domain]}", path=str(path))
+        if d.domain != domain:
+            raise ConfigError(f"[domains.{domain}] dictionary defines domain {d.domain!r}", path=str(path))
+        if d.domain not in seen:
+            seen[d.domain] = path
+            dictionaries.append(d)
     return Catalog(dictionaries)
 
 

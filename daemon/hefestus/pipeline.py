@@ -1,7 +1,8 @@
 """One poll cycle, as small stages composed in one place.
 
     fetch (cursor + overlap) -> triage (skip what must not be touched)
-        -> classify -> render -> write back (batched) -> advance cursor
+        -> classify -> analyse (patterns, model) -> render + redact
+        -> write back (batched by identical message) -> advance cursor
 
 Exactly-once, across restarts and crashes, rests on three things:
 
@@ -20,15 +21,16 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
 
 from .classify import Knowledge
 from .config import AcknowledgeSettings, IntakeSettings
 from .errors import ZabbixRejected, ZabbixUnavailable
-from .model import Classification, EventFilter, Problem
+from .model import Classification, EventFilter, Problem, Suggestion
 from .ports import Zabbix
 from .render import MARKER, render
 from .store import FINAL_STATES, Store
@@ -44,6 +46,26 @@ class Planned:
     classification: Classification | None
     message: str | None
     skip_reason: str = ""
+    suggestion: Suggestion | None = None
+
+
+class Analysis(Protocol):
+    """What the pipeline needs from the analysis stage (:class:`hefestus.analysis.Analyzer`)."""
+
+    def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
+                remember: bool = True) -> list[Suggestion]: ...
+
+
+class PatternsOnly:
+    """The analysis stage with no model: each event gets its pattern suggestion."""
+
+    def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
+                remember: bool = True) -> list[Suggestion]:
+        return [Suggestion.from_pattern(c) for _, c in items]
+
+
+def _identity(text: str) -> str:
+    return text
 
 
 @dataclass(slots=True)
@@ -69,7 +91,8 @@ def has_marker(problem: Problem) -> bool:
 class Pipeline:
     def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
+                 redact: Callable[[str], str] = _identity) -> None:
         self._zbx = zabbix
         self._store = store
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
@@ -79,6 +102,8 @@ class Pipeline:
         self._clock = clock
         self._ledger_days = ledger_days
         self._last_prune = 0.0
+        self._analysis = analysis or PatternsOnly()
+        self._redact = redact
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -165,12 +190,14 @@ class Pipeline:
         groups: dict[str, list[Planned]] = defaultdict(list)
         skipped: list[Planned] = []
         knowledge = self._knowledge()
+        triaged: list[Planned] = []
         for problem in problems:
             entry = known.get(problem.eventid)
             if entry is not None and entry.state in FINAL_STATES:
                 final.add(problem.eventid)
                 continue
-            plan = self._plan(problem, knowledge, backlog)
+            triaged.append(self._triage(problem, knowledge, backlog))
+        for plan in self._analyse(triaged, remember=not dry_run):
             report.planned.append(plan)
             if plan.message is None:
                 skipped.append(plan)
@@ -186,7 +213,8 @@ class Pipeline:
 
     # -- stage 1-3: triage, classify, render ------------------------------------------
 
-    def _plan(self, problem: Problem, knowledge: Knowledge, backlog: tuple[int, int]) -> Planned:
+    def _triage(self, problem: Problem, knowledge: Knowledge, backlog: tuple[int, int]) -> Planned:
+        """Skip what must not be touched; classify the rest (a skip has a reason, no message)."""
         backlog_until, backlog_since = backlog
         if has_marker(problem):
             return Planned(problem, None, None, "already carries a Hefestus message")
@@ -196,10 +224,36 @@ class Pipeline:
             return Planned(problem, None, None, "acknowledged by a person before Hefestus started")
         if problem.eventid <= backlog_until and problem.clock < backlog_since:
             return Planned(problem, None, None, "older than the first-start backlog window")
-        c = knowledge.classify(problem)
-        if not c.classified and not self._ack.unclassified:
-            return Planned(problem, c, None, "unclassified and acknowledge.unclassified = false")
-        return Planned(problem, c, render(c, limit=self._ack.max_length))
+        return Planned(problem, knowledge.classify(problem), None)
+
+    def _analyse(self, triaged: list[Planned], *, remember: bool) -> list[Planned]:
+        """Ask the analysis stage for every classified event at once (storm dedup), then render."""
+        todo = [p for p in triaged if not p.skip_reason]
+        items = [(p.problem, p.classification) for p in todo if p.classification is not None]
+        suggestions = iter(self._analysis.suggest(items, remember=remember)) if items else iter(())
+        out = []
+        for plan in triaged:
+            if plan.skip_reason or plan.classification is None:
+                out.append(plan)
+                continue
+            s = next(suggestions)
+            if not plan.classification.classified and not s.from_model and not self._ack.unclassified:
+                out.append(replace(plan, suggestion=s,
+                                   skip_reason="unclassified and acknowledge.unclassified = false"))
+                continue
+            out.append(replace(plan, suggestion=s, message=self._message(s)))
+        return out
+
+    def _message(self, s: Suggestion) -> str:
+        """Render, then redact; redaction can lengthen a text, so shrink until it fits."""
+        limit = self._ack.max_length
+        budget = limit
+        for _ in range(4):
+            text = self._redact(render(s, limit=budget))
+            if len(text) <= limit:
+                return text
+            budget -= len(text) - limit
+        return text[: limit - 1] + "…"
 
     def _record_skips(self, skipped: list[Planned], report: CycleReport) -> None:
         if not skipped:
@@ -254,7 +308,7 @@ class Pipeline:
             report.acknowledged += 1
             log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
                      domain=c.domain, category=c.category or "unclassified", pattern=c.pattern_id,
-                     batch=len(plans))
+                     source=p.suggestion.source if p.suggestion else c.source, batch=len(plans))
         return set(ids)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .model import EventFilter, Problem
+from .model import EventFilter, ModelReply, ModelRequest, Problem
 
 
 class EventSource(Protocol):
@@ -31,3 +31,15 @@ class Acknowledger(Protocol):
 
 class Zabbix(EventSource, Acknowledger, Protocol):
     """What the pipeline needs from Zabbix: read problems, write messages."""
+
+
+class LanguageModel(Protocol):
+    """A model server: the Ollama adapter, or a fake in tests."""
+
+    def chat(self, request: ModelRequest) -> ModelReply:
+        """Raises ModelUnavailable, ModelNotFound or ModelError; never hangs past request.timeout."""
+        ...
+
+    def models(self) -> list[str]:
+        """Names of the models the server has (raises ModelUnavailable when it is down)."""
+        ...

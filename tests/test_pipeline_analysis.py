@@ -1,0 +1,100 @@
+"""The pipeline with the analysis stage: storm dedup down to batched writes, fallback when the
+model is away, and no secret in the model request, the logs or the acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hefestus import logs
+from hefestus.adapters.ollama import OllamaModel
+from hefestus.analysis import Analyzer, compile_profiles
+from hefestus.classify import Knowledge
+from hefestus.config import AcknowledgeSettings, AnalysisSettings, IntakeSettings, OllamaSettings
+from hefestus.pipeline import Pipeline
+from hefestus.redact import Redactor
+from hefestus.render import MARKER
+from hefestus.store import Store
+from hefestus.testing import FakeZabbix, problem
+from hefestus.testing_ollama import FakeOllama
+
+from .test_analysis import storm
+
+SECRET = "Zq-planted-S3cret-991"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOllama]:
+    with FakeOllama(hang_seconds=3) as fake:
+        yield fake
+
+
+def pipeline(zbx: FakeZabbix, store: Store, knowledge: Knowledge, url: str, *, page_size: int = 500,
+             **ollama: object) -> Pipeline:
+    o = OllamaSettings(url=url, model="llama3.1:8b", **ollama)  # type: ignore[arg-type]
+    redactor = Redactor()
+    analyzer = Analyzer(settings=AnalysisSettings(), ollama=o, profiles=compile_profiles(o, {}),
+                        model=OllamaModel(o), cache=store, redact=redactor)
+    return Pipeline(zbx, store, lambda: knowledge, intake=IntakeSettings(page_size=page_size),
+                    ack=AcknowledgeSettings(),
+                    analysis=analyzer, redact=redactor)
+
+
+def test_a_storm_costs_one_model_call_and_one_write_per_kind(
+        server: FakeOllama, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    zbx = FakeZabbix()
+    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url, page_size=1000)
+    pipe.run_once()
+    zbx.add(*storm(1000, 10))
+    report = pipe.run_once()
+    assert report.acknowledged == 1000 and server.chat_calls == 10
+    writes = [c for c in zbx.calls if c[0] == "acknowledge"]
+    assert len(writes) == report.api_writes == 10
+    assert sorted(len(ids) for ids, _ in (c[1] for c in writes)) == [100] * 10
+    assert all(len(m) == 1 and " — model llama3.1:8b, confidence 60%" in m[0] for m in zbx.acks.values())
+
+
+def test_model_down_every_event_still_gets_its_pattern_message(
+        tmp_path: Path, test_knowledge: Knowledge) -> None:
+    zbx = FakeZabbix()
+    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, "http://127.0.0.1:9", failure_threshold=1,
+                    max_concurrency=1)
+    pipe.run_once()
+    zbx.add(problem(1, "disk", text="kernel: write error: No space left on device"),
+            *storm(30, 3))
+    report = pipe.run_once()
+    assert report.acknowledged == 31 and report.failed == 0
+    assert zbx.acks[1][0].startswith(f"{MARKER} linux / disk-full — pattern linux:disk-full")
+    odd = zbx.acks[1000][0]
+    assert " / unclassified — no pattern matched" in odd.splitlines()[0]
+    assert "Note: Model llama3.1:8b is unavailable: Ollama at http://127.0.0.1:9: cannot connect" in odd
+
+
+def test_a_planted_secret_reaches_neither_model_nor_logs_nor_zabbix(
+        server: FakeOllama, tmp_path: Path, test_knowledge: Knowledge,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("debug", "json", redact=Redactor())
+    zbx = FakeZabbix()
+    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url)
+    pipe.run_once()
+    zbx.add(
+        # classified: the matched line (shown in the message) carries the secret
+        problem(1, "disk", text=f"write error: No space left on device (mount //nas/backup "
+                                f"password={SECRET})"),
+        # unclassified: the model is asked about a text carrying secrets
+        problem(2, "odd", text=f"sync failed: postgresql://sync:{SECRET}@db-1/app refused; "
+                               f"Authorization: Bearer {SECRET}"),
+        problem(3, f"token={SECRET} rejected", text="unexpected reply"))
+    report = pipe.run_once()
+    assert report.acknowledged == 3
+    assert server.chat_calls == 2
+    sent = json.dumps([r["body"] for r in server.requests])
+    written = "\n".join(m for msgs in zbx.acks.values() for m in msgs)
+    logged = capsys.readouterr()
+    assert SECRET not in sent and SECRET not in written
+    assert SECRET not in logged.out + logged.err
+    assert "password=<redacted>" in written
+    assert "postgresql://sync:\\\\u003credacted\\\\u003e@db-1/app" in sent  # the rest still reaches the model
