@@ -69,3 +69,33 @@ def test_check_reports_zabbix_down_as_failure(config: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "[  ok] patterns linux" in out
     assert "[FAIL] zabbix: user.login: cannot connect to http://127.0.0.1:9" in out
+
+
+def test_analyze_asks_the_model_when_one_is_configured(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A text no pattern knows gets the model's answer; --no-model keeps to the patterns."""
+    from hefestus.testing_ollama import FakeOllama
+
+    with FakeOllama() as fake:
+        config.write_text(config.read_text() + f'[ollama]\nurl = "{fake.url}"\nmodel = "llama3.1:8b"\n')
+        assert main(["--config", str(config), "analyze", "--json", "frobnicator wedged again"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["source"] == "model llama3.1:8b" and out["model"] == "llama3.1:8b"
+        assert out["cause"].startswith("Diagnosed by the fake model") and out["solutions"]
+        assert main(["--config", str(config), "analyze", "--no-model", "frobnicator wedged again"]) == 0
+        assert "no pattern matched" in capsys.readouterr().out.splitlines()[0]
+        assert fake.chat_calls == 1
+
+
+def test_check_tells_model_not_pulled_from_server_down(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hefestus.testing_ollama import FakeOllama
+
+    base = config.read_text().replace('token = "x"', 'token = "x"\nretries = 1\ntimeout = 2')
+    with FakeOllama(models=["mistral:7b"]) as fake:
+        config.write_text(base + f'[ollama]\nurl = "{fake.url}"\nmodel = "llama3.1:8b"\n')
+        assert main(["--config", str(config), "check"]) == 1
+        out = capsys.readouterr().out
+        assert (f"[FAIL] model: Ollama at {fake.url} is up but does not have llama3.1:8b "
+                "(run `ollama pull llama3.1:8b`; it has: mistral:7b)") in out
+    config.write_text(base + '[ollama]\nurl = "http://127.0.0.1:9"\nmodel = "llama3.1:8b"\n')
+    assert main(["--config", str(config), "check"]) == 1
+    assert "[FAIL] model: Ollama at http://127.0.0.1:9: cannot connect (is it running?)" in capsys.readouterr().out
