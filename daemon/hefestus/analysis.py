@@ -24,6 +24,7 @@ Secrets are redacted from everything put in a request.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,16 +86,28 @@ def compile_profiles(ollama: OllamaSettings, domains: Mapping[str, DomainSetting
     return build
 
 
+#: Upper bounds (seconds) of the model latency histogram.
+LATENCY_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+
+
 @dataclass(slots=True)
 class AnalysisStats:
-    """Counters for logs, tests and metrics."""
+    """Counters for logs, tests and metrics (bounded: a daemon runs for months)."""
 
     model_calls: int = 0
     cache_hits: int = 0
     model_failures: int = 0
     bad_answers: int = 0
     breaker_skips: int = 0
-    seconds: list[float] = field(default_factory=list)
+    seconds_sum: float = 0.0
+    #: Cumulative counts per bound of LATENCY_BUCKETS, as Prometheus histograms want them.
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+
+    def observe(self, seconds: float) -> None:
+        self.seconds_sum += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +144,11 @@ class Analyzer:
         self._retry_after = ollama.retry_after
         self._last_failure = ""
         self.stats = AnalysisStats()
+        self._stats_lock = threading.Lock()
+
+    def _bump(self, counter: str) -> None:
+        with self._stats_lock:  # pool threads count too
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
 
     @property
     def enabled(self) -> bool:
@@ -178,7 +196,7 @@ class Analyzer:
                 try:
                     results[fp] = ModelAnswer.model_validate_json(raw)
                     hits.add(fp)
-                    self.stats.cache_hits += 1
+                    self._bump("cache_hits")
                 except ValueError:
                     continue  # a cache row from an older schema: ask again
             misses = [j for fp, j in unique.items() if fp not in results]
@@ -217,22 +235,23 @@ class Analyzer:
             try:
                 reply = self._breaker.call(self._model_chat, request)
             except pybreaker.CircuitBreakerError:
-                self.stats.breaker_skips += 1
+                self._bump("breaker_skips")
                 return (f"Model {name} skipped: it failed {self._breaker.fail_max} times in a row "
                         f"(last: {self._last_failure}); Hefestus tries it again after "
                         f"{self._retry_after:g} s.")
             except ModelError as exc:
-                self.stats.model_failures += 1
+                self._bump("model_failures")
                 self._last_failure = str(exc)
                 log.warning("model call failed", model=name, fingerprint=job.fingerprint[:12], error=str(exc))
                 kind = "is not pulled" if isinstance(exc, ModelNotFound) else "is unavailable"
                 return f"Model {name} {kind}: {exc}"
-            self.stats.model_calls += 1
-            self.stats.seconds.append(reply.seconds)
+            with self._stats_lock:
+                self.stats.model_calls += 1
+                self.stats.observe(reply.seconds)
             try:
                 answer = parse_answer(reply)
             except ModelBadAnswer as exc:
-                self.stats.bad_answers += 1
+                self._bump("bad_answers")
                 last_bad = str(exc)
                 log.warning("model answer rejected", model=name, attempt=attempt, reason=last_bad,
                             fingerprint=job.fingerprint[:12])

@@ -17,14 +17,21 @@ from types import FrameType
 
 import structlog
 from apscheduler.schedulers.blocking import BlockingScheduler
+from prometheus_client import CollectorRegistry
 
 from .adapters.ollama import OllamaModel
+from .adapters.slack import SlackNotifier
+from .adapters.teams import TeamsNotifier
 from .adapters.zabbix import ZabbixClient
 from .analysis import Analyzer, compile_profiles
+from .announce import Announcer
+from .backend import ApiBackend, HealthBoard
 from .classify import Knowledge, load_knowledge
 from .config import Settings
 from .errors import ConfigError, HefestusError, ModelError, StateError, ZabbixUnavailable
-from .pipeline import CycleReport, Pipeline
+from .metrics import DaemonCollector, Totals
+from .notify import Dispatcher, Notifier
+from .pipeline import CycleReport, Pipeline, Planned
 from .redact import Redactor
 from .store import Store
 
@@ -74,10 +81,27 @@ class App:
     pipeline: Pipeline
     analyzer: Analyzer
     model: OllamaModel | None
+    health: HealthBoard
+    totals: Totals
+    dispatcher: Dispatcher | None
 
     def close(self) -> None:
         self.analyzer.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close(self.settings.notify.shutdown_timeout)
         self.store.close()
+
+    def backend(self) -> ApiBackend:
+        return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check)
+
+    def model_check(self) -> tuple[bool, str]:
+        if not self.analyzer.enabled:
+            return True, f"not used (analysis.mode = {self.settings.analysis.mode!r}, model {self.settings.ollama.model!r})"
+        return model_status(self.model, model_names(self.settings))
+
+    def collector(self) -> DaemonCollector:
+        return DaemonCollector(self.totals, analysis=lambda: self.analyzer.stats,
+                               notifiers=self.dispatcher.stats if self.dispatcher else None)
 
 
 def build_analyzer(settings: Settings, knowledge: KnowledgeHolder, store: Store,
@@ -94,15 +118,44 @@ def build_analyzer(settings: Settings, knowledge: KnowledgeHolder, store: Store,
     return analyzer, model
 
 
+def build_dispatcher(settings: Settings, redactor: Redactor) -> Dispatcher | None:
+    """Slack and Teams, each only when its webhook URL is set; None when neither is."""
+    notifiers: list[Notifier] = []
+    sl, tm, n = settings.slack, settings.teams, settings.notify
+    if sl.webhook_url is not None:
+        notifiers.append(SlackNotifier(sl.webhook_url, timeout=sl.timeout, connect_timeout=sl.connect_timeout,
+                                       verify_tls=sl.verify_tls, link_as_button=sl.link_as_button))
+    if tm.webhook_url is not None:
+        notifiers.append(TeamsNotifier(tm.webhook_url, timeout=tm.timeout, connect_timeout=tm.connect_timeout,
+                                       verify_tls=tm.verify_tls))
+    if not notifiers:
+        return None
+    return Dispatcher(notifiers, redact=redactor, queue_size=n.queue_size, attempts=n.attempts,
+                      backoff=n.backoff, max_backoff=n.max_backoff, max_elapsed=n.max_elapsed)
+
+
 def build(settings: Settings) -> App:
     redactor = Redactor(settings.redaction.patterns)
     knowledge = KnowledgeHolder(settings)
     zabbix = ZabbixClient(settings.zabbix)
     store = Store(settings.state_path)
     analyzer, model = build_analyzer(settings, knowledge, store, redactor)
+    dispatcher = build_dispatcher(settings, redactor)
+    on_written = None
+    if dispatcher is not None:
+        announcer = Announcer(dispatcher, lambda: knowledge().notify, configured=dispatcher.names,
+                              frontend_url=settings.notify.frontend_url or settings.zabbix.url)
+
+        def on_written(plans: list[Planned]) -> None:
+            for p in plans:
+                if p.suggestion is not None:
+                    announcer.announce(p.problem, p.suggestion)
+
     pipeline = Pipeline(zabbix, store, knowledge, intake=settings.intake, ack=settings.acknowledge,
-                        ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor)
-    return App(settings, zabbix, store, knowledge, pipeline, analyzer, model)
+                        ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
+                        on_written=on_written)
+    return App(settings, zabbix, store, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
+               dispatcher)
 
 
 def model_status(model: OllamaModel | None, names: list[str]) -> tuple[bool, str]:
@@ -136,7 +189,12 @@ def run_cycle(app: App, *, dry_run: bool = False) -> CycleReport | None:
         report = app.pipeline.run_once(dry_run=dry_run)
     except ZabbixUnavailable as exc:
         log.warning("zabbix unavailable; will retry at the next poll", error=str(exc))
+        app.health.set("zabbix", False, str(exc))
+        app.totals.error("zabbix")
         return None
+    app.health.set("zabbix", True, f"{app.settings.zabbix.url}: last poll fetched {report.fetched} event(s)")
+    if not dry_run:
+        app.totals.add(report)
     if report.fetched or report.deferred:
         log.info("cycle done", **report.as_dict())
     return report
@@ -148,39 +206,71 @@ def serve_forever(app: App) -> int:
     Returns the exit status: 1 when the state store became unusable (without it
     exactly-once cannot be kept, so the daemon stops and systemd reports it).
     """
+    from .api import create_app, serve
+    from .systemd import Systemd
+
+    settings = app.settings
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                                 "misfire_grace_time": None})
     status = {"code": 0}
+    systemd = Systemd()
 
     def job() -> None:
         try:
-            run_cycle(app)
+            report = run_cycle(app)
+            systemd.status(f"last poll {datetime.now(UTC):%H:%M:%S} UTC: "
+                           + ("zabbix unavailable" if report is None else
+                              f"{report.fetched} fetched, {report.acknowledged} acknowledged"))
         except StateError as exc:
             log.error("state store unusable; stopping", error=str(exc))
             status["code"] = 1
             scheduler.shutdown(wait=False)
         except HefestusError as exc:  # e.g. a configured host group is gone: say so, keep polling
             log.error("cycle failed", error=str(exc))
+        finally:
+            systemd.progress()
 
-    scheduler.add_job(job, "interval", seconds=app.settings.intake.poll_interval, id="poll",
+    scheduler.add_job(job, "interval", seconds=settings.intake.poll_interval, id="poll",
                       next_run_time=datetime.now(UTC))
+    if systemd.watchdog_seconds:
+        # A cycle may take one poll interval plus a slow Zabbix and a slow model: allow for both.
+        budget = (settings.intake.poll_interval + settings.zabbix.timeout * settings.zabbix.retries
+                  + settings.ollama.timeout * 2 + systemd.watchdog_seconds)
+        scheduler.add_job(lambda: systemd.ping_if_alive(budget), "interval",
+                          seconds=max(systemd.watchdog_seconds / 2, 1), id="watchdog")
+
+    api_server = None
+    if settings.api.enabled:
+        registry = CollectorRegistry()
+        registry.register(app.collector())
+        api_server = serve(create_app(app.backend(), settings.api, metrics=registry), settings.api.listen,
+                           stop_timeout=settings.api.stop_timeout)
+        log.info("api listening", url=api_server.url)
 
     def stop(signum: int, _: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
+        systemd.stopping()
         scheduler.shutdown(wait=True)  # lets a cycle in flight finish its write
 
     def hup(_: int, __: FrameType | None) -> None:
+        systemd.status("reloading rules and patterns")
         app.knowledge.reload()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
-    log.info("hefestus running", poll_interval=app.settings.intake.poll_interval,
-             state=str(app.settings.state_path), analysis=app.settings.analysis.mode)
+    log.info("hefestus running", poll_interval=settings.intake.poll_interval,
+             state=str(settings.state_path), analysis=settings.analysis.mode)
     if app.analyzer.enabled:
-        ok, detail = model_status(app.model, model_names(app.settings))
+        ok, detail = app.model_check()
+        app.health.set("model", ok, detail)
         (log.info if ok else log.warning)("model check", detail=detail)
-    scheduler.start()
-    app.close()
+    systemd.ready(f"polling {settings.zabbix.url} every {settings.intake.poll_interval:g} s")
+    try:
+        scheduler.start()
+    finally:
+        if api_server is not None:
+            api_server.stop()
+        app.close()
     log.info("stopped")
     return status["code"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .announce import NotifyRules, load_notify_rules
 from .model import Classification, Problem
 from .patterns import Catalog, load_catalog
 from .rules import AUTO, Router, load_router
@@ -20,6 +21,7 @@ from .rules import AUTO, Router, load_router
 class Knowledge:
     catalog: Catalog
     router: Router
+    notify: NotifyRules = NotifyRules()
 
     def classify(self, problem: Problem) -> Classification:
         route = self.router.route(problem)
@@ -48,4 +50,5 @@ def load_knowledge(rules_dir: Path, patterns_dir: Path, *,
                    extra: Mapping[str, Path] | None = None) -> Knowledge:
     catalog = load_catalog(patterns_dir, extra=extra)
     router = load_router(rules_dir, domains=catalog.domains)
-    return Knowledge(catalog, router)
+    notify = load_notify_rules(rules_dir, domains=catalog.domains)
+    return Knowledge(catalog, router, notify)

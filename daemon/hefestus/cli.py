@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--domain", "-d", help="dictionary to use (default: the best match of all)")
     an.add_argument("--json", action="store_true", help="print the classification as JSON")
     an.add_argument("--no-model", action="store_true", help="patterns only, even when a model is configured")
+    sv = sub.add_parser("serve", help="serve the HTTP API alone (POST /api/errors/{domain}), without "
+                                      "polling Zabbix: for teams that only want the CI-pipeline endpoint")
+    sv.add_argument("--listen", metavar="HOST:PORT", help="override api.listen (default 127.0.0.1:8080)")
     st = sub.add_parser("state", help="show the cursor and the latest handled events")
     st.add_argument("--limit", type=int, default=20)
     st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
@@ -68,6 +71,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         return _analyze(args)
+    if args.command == "serve":
+        return _serve(args)
     settings = _settings(args)
     from .redact import Redactor
 
@@ -111,10 +116,50 @@ def _offline_settings(args: argparse.Namespace) -> Settings:
     return load_settings(path, need_zabbix=False)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from prometheus_client import CollectorRegistry
+
+    from .analysis import MemoryCache
+    from .api import create_app
+    from .api_server import Server
+    from .app import KnowledgeHolder, build_analyzer, model_names, model_status
+    from .backend import ApiBackend, HealthBoard
+    from .metrics import DaemonCollector, Totals
+    from .redact import Redactor
+
+    settings = _offline_settings(args)
+    api = settings.api
+    if args.listen:
+        from .api_models import ApiSettings
+
+        api = ApiSettings.model_validate({**settings.api.model_dump(), "listen": args.listen})
+    redact = Redactor(settings.redaction.patterns)
+    logs.setup(settings.logging.level, settings.logging.format, redact=redact)
+    knowledge = KnowledgeHolder(settings)
+    analyzer, model = build_analyzer(settings, knowledge, MemoryCache(), redact)  # type: ignore[arg-type]
+    health = HealthBoard()
+    health.set("zabbix", True, "not used: `hefestus serve` answers the API only")
+    backend = ApiBackend(knowledge, analyzer, health, model_check=(
+        (lambda: model_status(model, model_names(settings))) if analyzer.enabled else None))
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(Totals(), analysis=lambda: analyzer.stats))
+    server = Server(create_app(backend, api, metrics=registry), api.listen, stop_timeout=api.stop_timeout)
+    signal.signal(signal.SIGHUP, lambda *_: knowledge.reload())
+    print(f"hefestus: serving the API on {server.url} (Swagger UI: {server.url}/swagger/index.html)",
+          file=sys.stderr)
+    try:
+        server.run()
+    finally:
+        analyzer.close()
+    return EXIT_OK
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis import MemoryCache
     from .app import KnowledgeHolder, build_analyzer
-    from .model import ItemValue, Problem, Severity
+    from .backend import problem_from_text
     from .redact import Redactor
 
     text = sys.stdin.read() if args.text == "-" else args.text
@@ -128,10 +173,7 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
     c = knowledge().analyze(text, args.domain)
     analyzer, _ = build_analyzer(settings, knowledge, MemoryCache(), redact)  # type: ignore[arg-type]
-    first_line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "error")[:200]
-    problem = Problem(eventid=0, clock=0, name=first_line, severity=Severity.NOT_CLASSIFIED,
-                      items=(ItemValue("error text", "analyze", text),))
-    s = analyzer.suggest([(problem, c)], remember=False)[0]
+    s = analyzer.suggest([(problem_from_text(text), c)], remember=False)[0]
     analyzer.close()
     if args.json:
         out = {**c.as_dict(), "cause": s.cause, "solutions": list(s.steps),

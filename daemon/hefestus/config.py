@@ -21,6 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, f
                       model_validator)
 
 from . import tomlfile
+from .api_models import ApiSettings
 from .errors import ConfigError
 from .model import Severity
 from .regex import RegexError, compile_regex
@@ -41,6 +42,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "HEFESTUS_RUNDECK_URL": ("rundeck", "url"),
     "HEFESTUS_RUNDECK_TOKEN": ("rundeck", "token"),
     "HEFESTUS_REMEDIATION_MODE": ("remediation", "mode"),
+    "HEFESTUS_API_TOKEN": ("api", "token"),
+    "HEFESTUS_API_LISTEN": ("api", "listen"),
+    "HEFESTUS_SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
+    "HEFESTUS_TEAMS_WEBHOOK_URL": ("teams", "webhook_url"),
 }
 
 
@@ -292,6 +297,77 @@ class RundeckSettings(_Section):
         return v
 
 
+class RemediationSettings(_Section):
+    """The safety layer around Rundeck jobs. Per-rule limits in rules/ override the defaults."""
+
+    #: "off": never decide; "dry-run": decide and report, run nothing; "on": run jobs.
+    #: Env: HEFESTUS_REMEDIATION_MODE.
+    mode: Literal["off", "dry-run", "on"] = "dry-run"
+    #: Jobs running at once, all rules together.
+    max_concurrent: Annotated[int, Field(ge=1, le=50)] = 2
+    #: Seconds before the same job runs again for the same host.
+    cooldown: Annotated[float, Field(ge=0, le=30 * 86400)] = 1800.0
+    #: Runs of one job in any rolling hour.
+    max_runs_per_hour: Annotated[int, Field(ge=1, le=1000)] = 4
+    #: Consecutive failed runs of a job that open its circuit breaker...
+    breaker_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    #: ...and the seconds it stays open (no runs of that job) before it closes.
+    breaker_reset: Annotated[float, Field(ge=1, le=30 * 86400)] = 3600.0
+    #: Seconds a job may run before it is aborted (a rule's timeout overrides it).
+    timeout: Annotated[float, Field(ge=5, le=86400)] = 900.0
+    #: First and longest wait between execution polls (backoff doubles in between).
+    poll_min: Annotated[float, Field(gt=0, le=60)] = 2.0
+    poll_max: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: Seconds after a successful run within which the problem must resolve (closed loop).
+    recovery_window: Annotated[float, Field(ge=0, le=86400)] = 600.0
+    #: Lines of the job's output shown in the outcome message.
+    output_lines: Annotated[int, Field(ge=0, le=100)] = 15
+
+
+class WebhookSettings(_Section):
+    """An incoming webhook; no URL means this notifier is off."""
+
+    webhook_url: SecretStr | None = None
+    timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
+    connect_timeout: Annotated[float, Field(gt=0, le=30)] = 5.0
+    verify_tls: bool = True
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _url(cls, v: Any) -> Any:
+        if v == "" or v is None:
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if isinstance(raw, str) and not raw.strip().startswith("https://"):
+            host = raw.strip().removeprefix("http://").split("/", 1)[0].rsplit(":", 1)[0]
+            if not (raw.strip().startswith("http://") and host in ("127.0.0.1", "localhost", "[::1]")):
+                raise ValueError("must be an https:// webhook URL (plain http only to a local relay)")
+        return v
+
+
+class SlackSettings(WebhookSettings):
+    """Slack incoming webhook (https://hooks.slack.com/services/...). Env: HEFESTUS_SLACK_WEBHOOK_URL."""
+
+    link_as_button: bool = False
+
+
+class TeamsSettings(WebhookSettings):
+    """Teams Workflows (or legacy connector) webhook. Env: HEFESTUS_TEAMS_WEBHOOK_URL."""
+
+
+class NotifySettings(_Section):
+    """Delivery of notifications: a failing webhook never blocks an acknowledgement."""
+
+    queue_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    backoff: Annotated[float, Field(ge=0, le=60)] = 1.0
+    max_backoff: Annotated[float, Field(ge=0, le=600)] = 30.0
+    max_elapsed: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    shutdown_timeout: Annotated[float, Field(ge=0, le=60)] = 5.0
+    #: Zabbix frontend address for links in notifications (default: zabbix.url).
+    frontend_url: str | None = None
+
+
 class Settings(_Section):
     zabbix: ZabbixSettings
     intake: IntakeSettings = IntakeSettings()
@@ -303,6 +379,12 @@ class Settings(_Section):
     analysis: AnalysisSettings = AnalysisSettings()
     domains: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], DomainSettings] = {}
     redaction: RedactionSettings = RedactionSettings()
+    rundeck: RundeckSettings | None = None
+    remediation: RemediationSettings = RemediationSettings()
+    api: ApiSettings = ApiSettings()
+    slack: SlackSettings = SlackSettings()
+    teams: TeamsSettings = TeamsSettings()
+    notify: NotifySettings = NotifySettings()
     #: Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path("hefestus.toml"), exclude=True)
 
@@ -324,6 +406,13 @@ class Settings(_Section):
     @property
     def state_path(self) -> Path:
         return self.resolve(self.state.path)
+
+    @model_validator(mode="after")
+    def _remediation_needs_rundeck(self) -> Settings:
+        if self.remediation.mode == "on" and self.rundeck is None:
+            raise ValueError("remediation.mode is \"on\" but there is no [rundeck] section "
+                             "(url, token; or HEFESTUS_RUNDECK_URL / HEFESTUS_RUNDECK_TOKEN)")
+        return self
 
     @property
     def extra_dictionaries(self) -> dict[str, Path]:

@@ -92,7 +92,8 @@ class Pipeline:
     def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
-                 redact: Callable[[str], str] = _identity) -> None:
+                 redact: Callable[[str], str] = _identity,
+                 on_written: Callable[[list[Planned]], None] | None = None) -> None:
         self._zbx = zabbix
         self._store = store
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
@@ -104,6 +105,9 @@ class Pipeline:
         self._last_prune = 0.0
         self._analysis = analysis or PatternsOnly()
         self._redact = redact
+        #: Called with the plans whose message Zabbix just stored (notifications, remediation).
+        #: It must not raise and must not block: slow work goes to its own worker.
+        self._on_written = on_written
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -302,6 +306,11 @@ class Pipeline:
                 return {p.problem.eventid}
             return set()
         self._store.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        if self._on_written is not None:
+            try:
+                self._on_written(plans)
+            except Exception as exc:  # noqa: BLE001 - the acknowledgement is written; say so, go on
+                log.error("after-write hook failed", error=str(exc), events=len(plans))
         for p in plans:
             c = p.classification
             assert c is not None

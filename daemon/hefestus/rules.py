@@ -9,6 +9,9 @@ match.
 
 Matching is kept apart from side effects: a compiled :class:`Router` is a
 pure function from a :class:`~hefestus.model.Problem` to a domain.
+
+The same files may hold ``[[remediation]]`` tables (category -> Rundeck job);
+they are read by :mod:`hefestus.remediation_rules`, not here.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ class DefaultSpec(_Spec):
 class RulesFileSpec(_Spec):
     default: DefaultSpec | None = None
     rule: list[RuleSpec] = Field(default_factory=list)
+    #: Self-healing rules live beside the routing rules; :mod:`hefestus.remediation_rules`
+    #: validates them, the router ignores them.
+    remediation: list[Any] = Field(default_factory=list)
+    #: [[notify]] tables: validated by hefestus.announce, not by the router.
+    notify: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

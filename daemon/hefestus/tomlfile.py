@@ -109,7 +109,7 @@ def validation_error(
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
         dotted = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
@@ -118,5 +118,5 @@ def validation_error(
         if first_line is None:
             first_line = line
         where = f"line {line}: " if line and problems else ""
-        problems.append(f"{where}{dotted}: {msg}")
+        problems.append(f"{where}{dotted}: {msg}" if dotted else f"{where}{msg}")
     return ConfigError("; ".join(problems), path=str(path), line=first_line)

@@ -29,13 +29,17 @@ from urllib.parse import quote
 
 import requests
 import structlog
-
 from urllib3.exceptions import NewConnectionError
 
 from ..config import RundeckSettings
+from ..errors import (
+    RundeckAuthError,
+    RundeckError,
+    RundeckProtocolError,
+    RundeckRejected,
+    RundeckUnavailable,
+)
 from ._retry import retrying
-from ..errors import (RundeckAuthError, RundeckError, RundeckProtocolError, RundeckRejected,
-                      RundeckUnavailable)
 
 log = structlog.get_logger("hefestus.rundeck")
 

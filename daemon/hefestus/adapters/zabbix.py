@@ -29,9 +29,9 @@ from pyzabbix import ZabbixAPI, ZabbixAPIException
 from tenacity import Retrying
 
 from ..config import ZabbixSettings
-from ._retry import retrying
 from ..errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
 from ..model import EventFilter, ItemValue, Problem, Severity
+from ._retry import retrying
 
 # pyzabbix logs whole request payloads (passwords included) at DEBUG: never let it.
 logging.getLogger("pyzabbix").setLevel(logging.WARNING)
@@ -258,6 +258,18 @@ class ZabbixClient:
                 values.append(ItemValue(item["name"], item["key_"], str(value)))
             out[e["eventid"]] = tuple(values)
         return out
+
+    def problem_resolved(self, eventid: int) -> bool:
+        """Whether a problem event has recovered (or was closed by hand): its ``r_eventid`` is set.
+
+        ``event.get``, not ``problem.get``: the latter forgets a resolved problem after
+        ``ok_period``, and "not found" must never read as "recovered".
+        """
+        rows = self.call("event.get", eventids=[str(eventid)], source=0, object=0, value=1,
+                         output=["eventid", "r_eventid"])
+        if not rows:
+            raise ZabbixRejected(f"event.get: event {eventid} does not exist or is not readable")
+        return str(rows[0].get("r_eventid", "0")) != "0"
 
     # -- writes -----------------------------------------------------------------------
 
