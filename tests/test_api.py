@@ -48,6 +48,12 @@ class FakeService:
         self.ready: dict[str, tuple[bool, str]] = {"zabbix": (True, "API 6.0.30"),
                                                    "model": (True, "Ollama has qwen2.5:3b")}
         self.fail: Exception | None = None
+        self.pushed: list[int] = []
+        self.polls = True
+
+    def push(self, eventid: int) -> bool:
+        self.pushed.append(eventid)
+        return self.polls
 
     def domains(self) -> dict[str, str]:
         catalog = self.knowledge.catalog
@@ -550,3 +556,17 @@ def test_no_token_beyond_loopback_is_warned_about(service: FakeService, listen: 
         create_app(service, ApiSettings(listen=listen, token=SecretStr(token) if token else None),
                    metrics=CollectorRegistry())
     assert [e["log_level"] for e in logs] == (["warning"] if warned else [])
+
+
+def test_push_intake_wakes_the_poller_and_ignores_recoveries(service: FakeService) -> None:
+    """The webhook only wakes the poller: the normal cycle keeps exactly-once."""
+    client = make_client(service, token=TOKEN)
+    assert client.post("/api/zabbix/events", json={"eventid": "4521"}).status_code == 401
+    r = client.post("/api/zabbix/events", json={"eventid": "4521", "event_value": "1"}, headers=AUTH)
+    assert (r.status_code, r.json()) == (202, {"status": "queued", "eventid": 4521})
+    r = client.post("/api/zabbix/events", json={"eventid": 4522, "event_value": "0"}, headers=AUTH)
+    assert r.json()["status"] == "ignored" and service.pushed == [4521]
+    assert client.post("/api/zabbix/events", json={"eventid": "x"}, headers=AUTH).status_code == 422
+    service.polls = False
+    r = client.post("/api/zabbix/events", json={"eventid": 7}, headers=AUTH)
+    assert r.status_code == 503 and "does not poll" in r.json()["error"]

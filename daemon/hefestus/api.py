@@ -41,7 +41,8 @@ from . import __version__
 from .api_middleware import Guard, Observe, http_metrics
 from .api_middleware import json_response as _json
 from .api_models import (ApiError, ApiSettings, Component, DomainInfo, Domains, ErrorReport, Health,
-                         InvalidRequest, Live, Ready, Resolution, UnknownDomain, invalid_request)
+                         InvalidRequest, Live, Queued, Ready, Resolution, UnknownDomain, ZabbixPush,
+                         invalid_request)
 from .api_server import Server, serve
 from .errors import HefestusError
 from .model import Suggestion
@@ -64,6 +65,10 @@ class ApiService(Protocol):
 
     def analyze(self, domain: str, error_details: str, context: str) -> Suggestion:
         """Cause and steps for one error text; may block for seconds while the model thinks."""
+        ...
+
+    def push(self, eventid: int) -> bool:
+        """A webhook announced a new problem: poll now. False when nothing polls (``hefestus serve``)."""
         ...
 
     def readiness(self) -> dict[str, tuple[bool, str]]:
@@ -114,6 +119,24 @@ def create_app(service: ApiService, settings: ApiSettings, *,
             shown = domain if len(domain) <= 80 else domain[:80] + "..."
             raise _Refusal(404, UnknownDomain(error=f"unknown domain {shown!r}", domains=sorted(known)))
         return Resolution.of(service.analyze(domain, report.error_details, report.context))
+
+    @app.post("/api/zabbix/events", tags=["intake"], status_code=202, response_model=Queued,
+              summary="Push intake from the Zabbix webhook media type",
+              responses={**_AUTH,
+                         400: {"model": InvalidRequest, "description": "The body is not valid JSON."},
+                         413: {"model": ApiError, "description": "Body larger than [api] max_body_bytes."},
+                         422: {"model": InvalidRequest, "description": "eventid is missing or not a number."},
+                         503: {"model": ApiError, "description": "This Hefestus does not poll "
+                                                                 "Zabbix (`hefestus serve`)."}})
+    def push(event: Annotated[ZabbixPush, Body()]) -> JSONResponse:
+        """Wakes the poller at once instead of at the next interval. The event is handled by
+        the normal poll cycle, so a lost webhook is still caught by polling and a webhook
+        that arrives twice, or races a poll, never yields a second message."""
+        if event.event_value != "1":
+            return _json(202, Queued(status="ignored", eventid=event.eventid).model_dump())
+        if not service.push(event.eventid):
+            raise _Refusal(503, ApiError(error="this Hefestus does not poll Zabbix (hefestus serve)"))
+        return _json(202, Queued(status="queued", eventid=event.eventid).model_dump())
 
     @app.get("/api/domains", tags=["analysis"], summary="The pattern dictionaries", responses={**_AUTH})
     def domains() -> Domains:

@@ -121,6 +121,23 @@ class ErrorReport(BaseModel):
         description="Anything that helps: job name, what was being done. Given to the model only.")
 
 
+class ZabbixPush(BaseModel):
+    """What the Zabbix webhook media type (deploy/zabbix/) posts for a new problem."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {"eventid": "4521", "event_value": "1", "trigger_id": "23110", "host": "web-1",
+         "severity": "High", "name": "nginx is down"}]})
+
+    eventid: int = Field(gt=0, description="{EVENT.ID} of the problem.")
+    event_value: str = Field(default="1", description="{EVENT.VALUE}: 1 problem, 0 recovery.")
+
+
+class Queued(BaseModel):
+    status: str = Field(description='"queued": the event is handled by an immediate poll cycle; '
+                                    '"ignored": not a problem event (recoveries are not handled).')
+    eventid: int
+
+
 # -- responses ----------------------------------------------------------------------------
 
 

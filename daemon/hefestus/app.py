@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -91,8 +92,9 @@ class App:
             self.dispatcher.close(self.settings.notify.shutdown_timeout)
         self.store.close()
 
-    def backend(self) -> ApiBackend:
-        return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check)
+    def backend(self, wake: Callable[[], None] | None = None) -> ApiBackend:
+        return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check,
+                          wake=wake)
 
     def model_check(self) -> tuple[bool, str]:
         if not self.analyzer.enabled:
@@ -243,7 +245,11 @@ def serve_forever(app: App) -> int:
     if settings.api.enabled:
         registry = CollectorRegistry()
         registry.register(app.collector())
-        api_server = serve(create_app(app.backend(), settings.api, metrics=registry), settings.api.listen,
+        def wake() -> None:
+            """Run the poll job now; with max_instances=1 a running cycle finishes first."""
+            scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+
+        api_server = serve(create_app(app.backend(wake), settings.api, metrics=registry), settings.api.listen,
                            stop_timeout=settings.api.stop_timeout)
         log.info("api listening", url=api_server.url)
 

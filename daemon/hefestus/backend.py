@@ -55,11 +55,13 @@ class ApiBackend:
 
     def __init__(self, knowledge: Callable[[], Knowledge], analyzer: Analyzer, health: HealthBoard, *,
                  model_check: Callable[[], tuple[bool, str]] | None = None,
+                 wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._knowledge = knowledge
         self._analyzer = analyzer
         self._health = health
         self._model_check = model_check
+        self._wake = wake
         self._clock = clock
 
     def domains(self) -> dict[str, str]:
@@ -69,6 +71,12 @@ class ApiBackend:
     def analyze(self, domain: str, error_details: str, context: str) -> Suggestion:
         c = self._knowledge().analyze(error_details, domain)
         return self._analyzer.suggest([(problem_from_text(error_details, context), c)])[0]
+
+    def push(self, eventid: int) -> bool:
+        if self._wake is None:
+            return False
+        self._wake()
+        return True
 
     def readiness(self) -> dict[str, tuple[bool, str]]:
         if self._model_check is not None:
