@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -25,10 +25,11 @@ from .adapters.slack import SlackNotifier
 from .adapters.teams import TeamsNotifier
 from .adapters.zabbix import ZabbixClient
 from .analysis import Analyzer, compile_profiles
+from .prompt import Profile
 from .announce import Announcer
 from .backend import ApiBackend, HealthBoard
 from .classify import Knowledge, load_knowledge
-from .config import Settings
+from .config import Settings, load_settings
 from .errors import ConfigError, HefestusError, ModelError, StateError, ZabbixUnavailable
 from .metrics import DaemonCollector, Totals
 from .notify import Dispatcher, Notifier
@@ -39,16 +40,33 @@ from .store import Store
 log = structlog.get_logger("hefestus")
 
 
-class KnowledgeHolder:
-    """The live rules and patterns; swapped whole on reload, never half-updated."""
+#: Sections a reload applies; the others need a restart (they shape connections and threads).
+RELOADABLE = frozenset({"classification", "domains"})
 
-    def __init__(self, settings: Settings) -> None:
+
+class KnowledgeHolder:
+    """The live rules, patterns and per-domain model settings; swapped whole on reload,
+    never half-updated.
+
+    SIGHUP re-reads hefestus.toml, rules/ and patterns/ and validates all of it before
+    anything changes: on any error the last good set stays live and each error is logged
+    with file and line. Sections that shape connections and threads ([zabbix], [state],
+    [api], ...) are validated too, but a change to them is only applied by a restart: the
+    log says which.
+    """
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         self._settings = settings
-        self._current = self._load()
+        self._env = env
+        self._current = self._load(settings)
         self._lock = threading.Lock()
 
-    def _load(self) -> Knowledge:
-        s = self._settings
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @staticmethod
+    def _load(s: Settings) -> Knowledge:
         knowledge = load_knowledge(s.rules_dir, s.patterns_dir, extra=s.extra_dictionaries)
         unknown = sorted(set(s.domains) - set(knowledge.catalog.domains))
         if unknown:
@@ -62,14 +80,25 @@ class KnowledgeHolder:
     def reload(self) -> bool:
         """Build a new set; on any error keep the old one and say why."""
         try:
-            fresh = self._load()
+            settings = load_settings(self._settings.source, self._env)
+            fresh = self._load(settings)
         except ConfigError as exc:
-            log.error("reload failed; keeping the last good rules and patterns", error=str(exc))
+            log.error("reload failed; keeping the last good configuration, rules and patterns",
+                      error=str(exc))
             return False
+        old = self._settings
+        changed = [name for name in Settings.model_fields
+                   if name != "source" and getattr(old, name) != getattr(settings, name)]
+        applied = {name: getattr(settings, name) for name in changed if name in RELOADABLE}
         with self._lock:
+            self._settings = old.model_copy(update=applied)
             self._current = fresh
-        log.info("rules and patterns reloaded", domains=fresh.catalog.domains,
-                 rules=len(fresh.router.rules))
+        pending = [n for n in changed if n not in RELOADABLE]
+        if pending:
+            log.warning("reload: these sections changed and apply at the next restart",
+                        sections=", ".join(f"[{n}]" for n in pending))
+        log.info("configuration, rules and patterns reloaded", domains=fresh.catalog.domains,
+                 rules=len(fresh.router.rules), applied=", ".join(f"[{n}]" for n in applied) or "-")
         return True
 
 
@@ -114,7 +143,9 @@ def build_analyzer(settings: Settings, knowledge: KnowledgeHolder, store: Store,
         catalog = knowledge().catalog
         return catalog[domain].description if domain in catalog else ""
 
-    profiles = compile_profiles(settings.ollama, settings.domains, description)
+    def profiles(domain: str) -> Profile:  # [domains.X] follows reloads
+        return compile_profiles(settings.ollama, knowledge.settings.domains, description)(domain)
+
     analyzer = Analyzer(settings=settings.analysis, ollama=settings.ollama, profiles=profiles,
                         model=model, cache=store, redact=redactor)
     return analyzer, model
