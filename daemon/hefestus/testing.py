@@ -85,6 +85,17 @@ class FakeZabbix:
         ids = [i for i in ids if self.visible[i].severity >= flt.min_severity]
         return [self._view(self.visible[i]) for i in ids[:limit]]
 
+    def resolve(self, *eventids: int) -> None:
+        """The problems recover (Zabbix sets their r_eventid)."""
+        for e in eventids:
+            self.visible[e] = replace(self.visible[e], resolved=True)
+
+    def problem_resolved(self, eventid: int) -> bool:
+        self._check("problem_resolved", eventid)
+        if eventid not in self.visible:
+            raise ZabbixRejected(f"event.get: event {eventid} does not exist or is not readable")
+        return self.visible[eventid].resolved
+
     def acknowledge(self, eventids: Sequence[int], message: str, *, action: int) -> None:
         self._check("acknowledge", (tuple(eventids), action))
         bad = [e for e in eventids if e in self.refuse or e not in self.visible]

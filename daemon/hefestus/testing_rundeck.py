@@ -37,6 +37,7 @@ Fault = Literal[
     "not-found",        # 404 api.error.item.doesnotexist (e.g. an execution right after run)
     "login-page",       # 200 HTML: an SSO proxy's login page in front of the API
     "redirect",         # 302 to a login page elsewhere (http -> https, SSO)
+    "forbidden",        # 403 api.error.item.unauthorized: a valid token without the ACL for this
 ]
 Reply = tuple[int, str, bytes]  # status, content type, body
 JSON = "application/json;charset=utf-8"
@@ -182,6 +183,12 @@ class FakeRundeck:
         if fault == "options-invalid":
             return self._error(400, "api.error.job.options-invalid",
                                "Job options were not valid: Option 'service' is required.")
+        if fault == "forbidden":
+            action, what = {"run": ("Run", f"Job ID {rest[1] if len(rest) > 1 else '?'}"),
+                            "job_info": ("Read", f"Job ID {rest[1] if len(rest) > 1 else '?'}"),
+                            "system_info": ("Read", "System")}.get(call, ("Read", "Execution"))
+            return self._error(403, "api.error.item.unauthorized",
+                               f'Not authorized for action "{action}" for {what}')
         if fault == "login-page":
             return 200, "text/html", (b"<html><head><title>Sign in</title></head>"
                                       b"<body>Sign in</body></html>")
