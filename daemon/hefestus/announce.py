@@ -17,6 +17,8 @@ notifier at most. Matching is pure; sending goes through
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +114,33 @@ class Sender(Protocol):
 class Announcer:
     """Turns written acknowledgements (and remediation outcomes) into notifications."""
 
+    #: Events remembered for their remediation outcome (which arrives minutes later).
+    REMEMBER = 10_000
+
     def __init__(self, sender: Sender, rules: Callable[[], NotifyRules], *, configured: Sequence[str],
                  frontend_url: str | None) -> None:
         self._sender = sender
         self._rules = rules
         self._configured = set(configured)
         self._frontend = frontend_url
+        self._recent: OrderedDict[int, tuple[Problem, Suggestion]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, problem: Problem, s: Suggestion) -> None:
+        with self._lock:
+            self._recent[problem.eventid] = (problem, s)
+            self._recent.move_to_end(problem.eventid)
+            while len(self._recent) > self.REMEMBER:
+                self._recent.popitem(last=False)
+
+    def outcome(self, eventid: int, result: str, line: str) -> list[str]:
+        """A remediation ended: tell whoever [[notify]] says hears about "remediation"."""
+        with self._lock:
+            known = self._recent.get(eventid)
+        if known is None:  # e.g. a run followed after a restart: nothing to route it by
+            return []
+        problem, s = known
+        return self.announce(problem, s, moment="remediation", remediation=f"{result}: {line}")
 
     def _url(self, p: Problem) -> str | None:
         if not self._frontend or p.triggerid <= 0 or p.eventid <= 0:

@@ -21,6 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from prometheus_client import CollectorRegistry
 
 from .adapters.ollama import OllamaModel
+from .adapters.rundeck import RundeckClient
 from .adapters.slack import SlackNotifier
 from .adapters.teams import TeamsNotifier
 from .adapters.zabbix import ZabbixClient
@@ -35,6 +36,7 @@ from .metrics import DaemonCollector, Totals
 from .notify import Dispatcher, Notifier
 from .pipeline import CycleReport, Pipeline, Planned
 from .redact import Redactor
+from .remediation import Outcome, Remediator, check_jobs
 from .store import Store
 
 log = structlog.get_logger("hefestus")
@@ -114,12 +116,28 @@ class App:
     health: HealthBoard
     totals: Totals
     dispatcher: Dispatcher | None
+    remediator: Remediator
+    rundeck: RundeckClient | None
 
     def close(self) -> None:
+        self.remediator.stop(10)
         self.analyzer.close()
         if self.dispatcher is not None:
             self.dispatcher.close(self.settings.notify.shutdown_timeout)
+        if self.rundeck is not None:
+            self.rundeck.close()
         self.store.close()
+
+    def check_rundeck(self) -> tuple[bool, str]:
+        """(ok, detail) for readiness and the start-up log: token, API version, mapped jobs."""
+        lines = check_jobs(self.rundeck, self.knowledge().remediation, mode=self.settings.remediation.mode,
+                           api_version=self.settings.rundeck.api_version if self.settings.rundeck else 0)
+        for status, what, detail in lines:
+            (log.warning if status != "ok" else log.info)("rundeck check", status=status, what=what,
+                                                          detail=detail)
+        failed = [f"{what}: {detail}" for status, what, detail in lines if status == "FAIL"]
+        return (not failed, "; ".join(failed) if failed
+                else f"mode {self.settings.remediation.mode}, {len(lines)} check(s) passed")
 
     def backend(self, wake: Callable[[], None] | None = None) -> ApiBackend:
         return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check,
@@ -175,6 +193,7 @@ def build(settings: Settings) -> App:
     analyzer, model = build_analyzer(settings, knowledge, store, redactor)
     dispatcher = build_dispatcher(settings, redactor)
     on_written = None
+    on_outcome = None
     if dispatcher is not None:
         announcer = Announcer(dispatcher, lambda: knowledge().notify, configured=dispatcher.names,
                               frontend_url=settings.notify.frontend_url or settings.zabbix.url)
@@ -182,13 +201,23 @@ def build(settings: Settings) -> App:
         def on_written(plans: list[Planned]) -> None:
             for p in plans:
                 if p.suggestion is not None:
+                    announcer.remember(p.problem, p.suggestion)
                     announcer.announce(p.problem, p.suggestion)
 
+        def on_outcome(o: Outcome) -> None:
+            job = f"Rundeck job '{o.job_name}' ({o.project})" if o.job_name else f"rule {o.rule!r}"
+            announcer.outcome(o.eventid, o.result, f"{job} {o.permalink}".strip())
+
+    # Built even in mode "off": runs left in flight by a previous process are still followed.
+    rundeck = RundeckClient(settings.rundeck) if settings.rundeck is not None else None
+    remediator = Remediator(settings.remediation, lambda: knowledge().remediation, rundeck, zabbix, store,
+                            redact=redactor, on_outcome=on_outcome, ack_action=settings.acknowledge.action_bits,
+                            max_length=settings.acknowledge.max_length)
     pipeline = Pipeline(zabbix, store, knowledge, intake=settings.intake, ack=settings.acknowledge,
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
-                        on_written=on_written)
+                        on_written=on_written, remediation=remediator)
     return App(settings, zabbix, store, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
-               dispatcher)
+               dispatcher, remediator, rundeck)
 
 
 def model_status(model: OllamaModel | None, names: list[str]) -> tuple[bool, str]:
@@ -302,6 +331,13 @@ def serve_forever(app: App) -> int:
         ok, detail = app.model_check()
         app.health.set("model", ok, detail)
         (log.info if ok else log.warning)("model check", detail=detail)
+    if app.rundeck is not None or app.knowledge().remediation.rules:
+        app.health.set("rundeck", *app.check_rundeck())
+    resumed = app.remediator.resume()
+    if any(resumed.values()):
+        log.info("remediation resumed", **resumed)
+    scheduler.add_job(lambda: app.remediator.prune(settings.state.ledger_days), "interval", hours=1,
+                      id="prune-remediation")
     systemd.ready(f"polling {settings.zabbix.url} every {settings.intake.poll_interval:g} s")
     try:
         scheduler.start()

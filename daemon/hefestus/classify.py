@@ -14,6 +14,7 @@ from pathlib import Path
 from .announce import NotifyRules, load_notify_rules
 from .model import Classification, Problem
 from .patterns import Catalog, load_catalog
+from .remediation_rules import RemediationRules, load_remediation_rules
 from .rules import AUTO, Router, load_router
 
 
@@ -22,6 +23,7 @@ class Knowledge:
     catalog: Catalog
     router: Router
     notify: NotifyRules = NotifyRules()
+    remediation: RemediationRules = RemediationRules()
 
     def classify(self, problem: Problem) -> Classification:
         route = self.router.route(problem)
@@ -51,4 +53,5 @@ def load_knowledge(rules_dir: Path, patterns_dir: Path, *,
     catalog = load_catalog(patterns_dir, extra=extra)
     router = load_router(rules_dir, domains=catalog.domains)
     notify = load_notify_rules(rules_dir, domains=catalog.domains)
-    return Knowledge(catalog, router, notify)
+    remediation = load_remediation_rules(rules_dir, catalog=catalog)
+    return Knowledge(catalog, router, notify, remediation)

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve the HTTP API alone (POST /api/errors/{domain}), without "
                                       "polling Zabbix: for teams that only want the CI-pipeline endpoint")
     sv.add_argument("--listen", metavar="HOST:PORT", help="override api.listen (default 127.0.0.1:8080)")
+    rm = sub.add_parser("remediation", help="the self-healing audit trail: every decision, run and outcome")
+    rm.add_argument("--limit", type=int, default=20)
+    rm.add_argument("--event", type=int, metavar="EVENTID", help="only this event")
     st = sub.add_parser("state", help="show the cursor and the latest handled events")
     st.add_argument("--limit", type=int, default=20)
     st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
@@ -82,6 +85,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _check(settings)
     if args.command == "state":
         return _state(settings, args)
+    if args.command == "remediation":
+        return _remediation(settings, args)
     from .app import build, run_cycle, serve_forever
 
     if args.poll_interval:
@@ -210,6 +215,14 @@ def _check(settings: Settings) -> int:
         model_ok, detail = model_status(model, model_names(settings))
         ok = ok and model_ok
         line("ok" if model_ok else "FAIL", "model", detail)
+    from .adapters.rundeck import RundeckClient
+    from .remediation import check_jobs
+
+    rundeck = RundeckClient(settings.rundeck) if settings.rundeck is not None else None
+    for status, what, detail in check_jobs(rundeck, knowledge.remediation, mode=settings.remediation.mode,
+                                           api_version=settings.rundeck.api_version if settings.rundeck else 0):
+        ok = ok and status != "FAIL"
+        line(status, what, detail)
     from .store import Store
 
     store = Store(settings.state_path)
@@ -240,6 +253,21 @@ def _check(settings: Settings) -> int:
         ok = False
         line("FAIL", "zabbix", str(exc))
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def _remediation(settings: Settings, args: argparse.Namespace) -> int:
+    from .remediation import audit_lines
+    from .store import Store
+
+    store = Store(settings.state_path)
+    print(f"mode: {settings.remediation.mode}")
+    lines = audit_lines(store, args.limit, eventid=args.event)
+    for text in lines:
+        print(text)
+    if not lines:
+        print("(no remediation decisions yet)")
+    store.close()
+    return EXIT_OK
 
 
 def _state(settings: Settings, args: argparse.Namespace) -> int:

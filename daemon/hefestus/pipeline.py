@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -47,6 +47,8 @@ class Planned:
     message: str | None
     skip_reason: str = ""
     suggestion: Suggestion | None = None
+    #: The self-healing decision (a remediation Decision), when a rule maps the category.
+    decision: Any = None
 
 
 class Analysis(Protocol):
@@ -54,6 +56,18 @@ class Analysis(Protocol):
 
     def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
                 remember: bool = True) -> list[Suggestion]: ...
+
+
+class Remediation(Protocol):
+    """What the pipeline needs from :class:`hefestus.remediation.Remediator`."""
+
+    def decide(self, problem: Problem, classification: Classification) -> Any: ...
+
+    def claim(self, decision: Any) -> Any: ...
+
+    def execute(self, decision: Any) -> None: ...
+
+    def release(self, eventid: int, why: str) -> bool: ...
 
 
 class PatternsOnly:
@@ -93,7 +107,8 @@ class Pipeline:
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
                  redact: Callable[[str], str] = _identity,
-                 on_written: Callable[[list[Planned]], None] | None = None) -> None:
+                 on_written: Callable[[list[Planned]], None] | None = None,
+                 remediation: Remediation | None = None) -> None:
         self._zbx = zabbix
         self._store = store
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
@@ -108,6 +123,7 @@ class Pipeline:
         #: Called with the plans whose message Zabbix just stored (notifications, remediation).
         #: It must not raise and must not block: slow work goes to its own worker.
         self._on_written = on_written
+        self._remediation = remediation
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -245,15 +261,26 @@ class Pipeline:
                 out.append(replace(plan, suggestion=s,
                                    skip_reason="unclassified and acknowledge.unclassified = false"))
                 continue
-            out.append(replace(plan, suggestion=s, message=self._message(s)))
+            decision = self._decide(plan.problem, plan.classification, remember=remember)
+            summary = getattr(decision, "summary", "") if decision is not None else ""
+            out.append(replace(plan, suggestion=s, decision=decision, message=self._message(s, summary)))
         return out
 
-    def _message(self, s: Suggestion) -> str:
+    def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Any:
+        """The self-healing decision, claimed (persisted) before the first message says it."""
+        if self._remediation is None:
+            return None
+        decision = self._remediation.decide(problem, c)
+        if decision is None or getattr(decision, "reason", "") == "off":
+            return None
+        return self._remediation.claim(decision) if remember else decision
+
+    def _message(self, s: Suggestion, remediation: str = "") -> str:
         """Render, then redact; redaction can lengthen a text, so shrink until it fits."""
         limit = self._ack.max_length
         budget = limit
         for _ in range(4):
-            text = self._redact(render(s, limit=budget))
+            text = self._redact(render(s, limit=budget, remediation=remediation))
             if len(text) <= limit:
                 return text
             budget -= len(text) - limit
@@ -303,9 +330,18 @@ class Pipeline:
                       host=p.problem.host, error=str(exc), gave_up=gave_up)
             if gave_up:
                 report.failed += 1
+                if p.decision is not None and self._remediation is not None:
+                    self._remediation.release(p.problem.eventid, str(exc))
                 return {p.problem.eventid}
             return set()
         self._store.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        if self._remediation is not None:
+            for p in plans:
+                if p.decision is not None:
+                    try:
+                        self._remediation.execute(p.decision)
+                    except Exception as exc:  # noqa: BLE001 - the message is written; a claim resumes
+                        log.error("remediation hand-off failed", eventid=p.problem.eventid, error=str(exc))
         if self._on_written is not None:
             try:
                 self._on_written(plans)

@@ -36,12 +36,15 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + _ELLIPSIS
 
 
-def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
+def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT,
+           remediation: str = "") -> str:
     """Plain-text message for one suggestion, never longer than ``limit`` characters.
 
     A model answer is shared by every event of its fingerprint, so its message
     leaves out the event's own matched line: events of one storm then carry
-    the same text and are written in one batched call.
+    the same text and are written in one batched call. ``remediation`` is the
+    self-healing decision ("Self-healing: running Rundeck job ..."), shown right
+    under the header: it is what an operator must know before touching anything.
     """
     if isinstance(s, Classification):
         s = Suggestion.from_pattern(s)
@@ -61,7 +64,7 @@ def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT)
     steps_title = "Next steps:" if (c.classified or s.from_model) else "Triage steps:"
 
     def build(cause: str, matched: str, steps: list[str], omitted: int) -> str:
-        lines = [header(s), f"Cause: {cause}"]
+        lines = [header(s)] + ([_cut(remediation, 400)] if remediation else []) + [f"Cause: {cause}"]
         if matched:
             lines.append(f"Matched: {matched}")
         if steps:
