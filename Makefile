@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HEFESTUS_ZBX_DIR ?= /var/tmp/hefestus-zabbix
 export HEFESTUS_ZBX_WEB_PORT ?= 8089
 
-.PHONY: help venv zabbix zabbix-down demo test unit bench clean
+.PHONY: help venv test-deps zabbix zabbix-down demo test unit bench clean
 
 help:
 	@echo "make demo         set up everything, fire sample problems, run Hefestus, show its messages"
@@ -16,6 +16,7 @@ help:
 	@echo "make unit         unit tests only (no Zabbix needed)"
 	@echo "make zabbix       bring up the local Zabbix 6.0 used by demo and tests"
 	@echo "make zabbix-down  stop it"
+	@echo "make test-deps    the system tools the tests drive (chromium, chromedriver, systemd-analyze)"
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +35,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# System tools some tests drive, installed only when missing: Debian's headless Chromium and
+# its driver (tests/browser/), and systemd-analyze (tests/test_deploy.py checks the unit).
+test-deps:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/systemd-analyze ] || { \
+	  echo "installing chromium chromium-driver systemd"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver systemd >/dev/null; }
+
 zabbix:
 	bash deploy/dev/zabbix-up.sh
 
@@ -43,15 +53,17 @@ zabbix-down:
 demo: venv zabbix
 	$(PY) deploy/dev/demo.py
 
-unit: venv
+unit: venv test-deps
 	$(PY) -m pytest -m 'not zabbix' tests
 
-test: venv zabbix
+test: venv test-deps zabbix
 	$(PY) -m mypy daemon/hefestus
 	$(PY) -m pytest tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .demo
 
-bench: venv
-	$(PY) bench/patterns_bench.py
+# Benchmarks print figures (never timed tests): the pattern engine, then a 1,000-event storm on the
+# local Zabbix, Hefestus against the raw API floor, model up and down; results in bench/RESULTS.md.
+bench: venv zabbix
+	$(PY) bench/storm_bench.py

@@ -31,6 +31,7 @@ def rules_with_real_job(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "rules", rules)
     linux = rules / "50-linux.toml"
     text = linux.read_text().replace("00000000-0000-0000-0000-000000000001", RESTART)
+    text = text.replace("max_runs_per_hour = 4 ", "max_runs_per_hour = 100 ")  # the limit has its own tests
     linux.write_text(text.replace("recovery_window = 300 ", "recovery_window = 3 "))  # a short loop
     return rules
 
@@ -123,3 +124,44 @@ def test_dry_run_decides_reports_and_runs_nothing(lab: ZabbixLab, tmp_path: Path
         audit = subprocess.run([sys.executable, "-m", "hefestus", "remediation"], env=env, check=True,
                                capture_output=True, text=True).stdout
         assert "mode: dry-run" in audit and "dry-run" in audit.splitlines()[-1]
+
+
+def test_rundeck_faults_are_reported_and_never_run_twice(lab: ZabbixLab, tmp_path: Path) -> None:
+    """One failing run call per event — empty 503, HTML 500, 409 conflict, a hang past the
+    client timeout — through the real daemon: each event gets its first message and an
+    outcome that says what happened, and no job is started twice by Hefestus."""
+    faults = ("unavailable", "html-500", "conflict", "hang")
+    hosts = {f: lab.host(lab.unique(f"it-rd-{f}"), "Linux servers") for f in faults}
+    with FakeRundeck(token=TOKEN, hang_seconds=8) as fake:
+        fake.add_job(RESTART, "Restart systemd service", project="ops", polls_to_finish=1)
+        cfg = config(tmp_path, fake.url, "on")
+        env = {**os.environ, "HEFESTUS_CONFIG": str(cfg)}
+        subprocess.run([sys.executable, "-m", "hefestus", "run", "--once"], check=True, capture_output=True, env=env)
+        for f in faults:  # one at a time, so each run call meets its own fault
+            fake.fault("run", f)  # type: ignore[arg-type]
+            lab.send([(hosts[f], UNIT_FAILED)])
+            lab.events_for([hosts[f]], expect=1)
+            subprocess.run([sys.executable, "-m", "hefestus", "run", "--once"], capture_output=True, env=env,
+                           timeout=120)
+        daemon = start(cfg)  # follows what is left (the 409 retry, outcomes)
+        try:
+            got = {f: wait(lambda h=hosts[f]: len(m := messages(lab, h)) >= 2 and m, timeout=90,  # type: ignore[misc]
+                           what=f"{f} outcome: {messages(lab, hosts[f])}") for f in faults}
+        finally:
+            stop(daemon)
+    runs = fake.calls("run")
+    by_host: dict[str, int] = {}
+    for r in runs:
+        host = dict(r.body.get("options", {})).get("host", "?") if isinstance(r.body, dict) else "?"
+        by_host[host] = by_host.get(host, 0) + 1
+    for f in faults:
+        first, outcome = got[f][0], got[f][1]
+        assert "Self-healing: running Rundeck job" in first.splitlines()[1]
+        assert outcome.startswith(f"{MARKER} self-healing:"), outcome
+        record_fault(f"Rundeck run answers {f}", {"event": got[f][:1]})
+    # a 409 means "not started": one retry may follow; every other fault: one call, never again
+    assert all(by_host.get(hosts[f].host, 0) == 1 for f in ("unavailable", "html-500", "hang")), by_host
+    assert by_host.get(hosts["conflict"].host, 0) in (1, 2), by_host
+    for f in ("unavailable", "hang"):  # the run call may have reached Rundeck: safety first
+        assert "self-healing: unknown whether Rundeck job 'Restart systemd service' (ops) started" in got[f][1]
+    assert "not re-run" in got["hang"][1] or "by hand" in got["hang"][1]

@@ -1,0 +1,277 @@
+"""The webhook media type of deploy/zabbix/, imported into the real Zabbix 6.0, pushes new
+problems to a running Hefestus, which handles them at once; a lost push is caught by polling.
+
+The Zabbix server itself runs the webhook (its alerter executes the JavaScript), so this
+proves the export imports, the script runs in Zabbix's Duktape, the macros resolve, the
+bearer token is accepted, and Hefestus's answer counts as success for Zabbix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from hefestus.adapters.zabbix import ZabbixClient
+from hefestus.testing import LabHost, ZabbixLab, hefestus_messages
+
+from .conftest import ROOT, write_config
+
+MEDIA_TYPE = ROOT / "deploy" / "zabbix" / "hefestus-media-type.yaml"
+PUSH_USER = ("hefestus-push-it", "Hx-push-S3cret-7q1w!")
+TOKEN = f"push-it-{uuid.uuid4().hex}"
+CLASSIFIED = re.compile(r"\[Hefestus\] [\w-]+ / ")
+LINUX = "Nov 24 03:12:09 web systemd[1]: nginx.service: Failed with result 'exit-code'."
+#: Alert statuses (alert.get): 0 not sent yet, 1 sent, 2 failed after its attempts, 3 new.
+SENT, FAILED = "1", "2"
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
+    """The first truthy value of ``probe`` within ``timeout`` s, else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def media_type(admin: ZabbixClient) -> Iterator[str]:
+    """deploy/zabbix/hefestus-media-type.yaml imported as ops would (configuration.import)."""
+
+    def load() -> None:
+        assert admin.call("configuration.import", format="yaml", source=MEDIA_TYPE.read_text(),
+                          rules={"mediaTypes": {"createMissing": True, "updateExisting": True}}) is True
+
+    load()
+    rows = admin.call("mediatype.get", output=["mediatypeid", "type", "status"], filter={"name": "Hefestus"})
+    assert len(rows) == 1 and rows[0]["type"] == "4" and rows[0]["status"] == "0", rows  # an enabled webhook
+    yield str(rows[0]["mediatypeid"])
+    load()  # undo a test's changes (attempts)
+
+
+@pytest.fixture(scope="module")
+def push_user(admin: ZabbixClient, media_type: str) -> Iterator[str]:
+    """The user the action sends the push to: any "send to" value, the media type does the rest."""
+    medias = [{"mediatypeid": media_type, "sendto": "hefestus", "active": 0, "severity": 63,
+               "period": "1-7,00:00-24:00"}]
+    rows = admin.call("user.get", output=["userid"], filter={"username": [PUSH_USER[0]]})
+    if rows:
+        userid = str(rows[0]["userid"])
+        admin.call("user.update", userid=userid, medias=medias)
+    else:
+        userid = str(admin.call("user.create", username=PUSH_USER[0], passwd=PUSH_USER[1], roleid="3",
+                                usrgrps=[{"usrgrpid": "7"}], medias=medias)["userids"][0])
+    yield userid
+    admin.call("user.delete", userid)
+
+
+def _set_global_macros(admin: ZabbixClient, values: dict[str, tuple[str, int]]) -> list[str]:
+    ids = []
+    for macro, (value, kind) in values.items():
+        rows = admin.call("usermacro.get", globalmacro=True, output=["globalmacroid"], filter={"macro": macro})
+        if rows:
+            ids.append(str(rows[0]["globalmacroid"]))
+            admin.call("usermacro.updateglobal", globalmacroid=ids[-1], value=value, type=kind)
+        else:
+            ids.append(str(admin.call("usermacro.createglobal", macro=macro, value=value,
+                                      type=kind)["globalmacroids"][0]))
+    return ids
+
+
+@contextmanager
+def push_action(admin: ZabbixClient, lab: ZabbixLab, host: LabHost, media_type: str, user: str, *,
+                url: str, token: str) -> Iterator[str]:
+    """The set-up README's "Push intake" describes: the two global macros (the token as a
+    secret macro) and a trigger action whose problem operation sends the Hefestus media.
+    Its condition is this test's trigger, so no other test's events reach it."""
+    macro_ids = _set_global_macros(admin, {"{$HEFESTUS.URL}": (url, 0), "{$HEFESTUS.TOKEN}": (token, 1)})
+    actionid = str(admin.call(
+        "action.create", name=lab.unique("hefestus-push-it"), eventsource=0, status=0, esc_period="1h",
+        filter={"evaltype": 0, "conditions": [{"conditiontype": 2, "operator": 0, "value": host.triggerid}]},
+        operations=[{"operationtype": 0, "esc_step_from": 1, "esc_step_to": 1,
+                     "opmessage": {"default_msg": 1, "mediatypeid": media_type},
+                     "opmessage_usr": [{"userid": user}]}])["actionids"][0])
+    try:
+        _reload_server_config(lab)
+        yield actionid
+    finally:
+        admin.call("action.delete", actionid)
+        admin.call("usermacro.deleteglobal", *macro_ids)
+
+
+def _reload_server_config(lab: ZabbixLab) -> None:
+    """Actions, macros and media types reach the server through its configuration cache
+    (CacheUpdateFrequency=5 s in deploy/dev): ask for a reload, then allow it to finish."""
+    subprocess.run(["zabbix_server", "-c", lab.server_config, "-R", "config_cache_reload"],
+                   capture_output=True, timeout=30, check=False)
+    time.sleep(6)
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    base: str
+    token: str
+    log: Path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def polls(self) -> float:
+        """Poll cycles that reached Zabbix (Prometheus counter)."""
+        text = httpx.get(f"{self.base}/metrics", headers=self.auth, timeout=10).text
+        found = re.search(r"^hefestus_poll_cycles_total (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    def requests(self, path: str) -> list[str]:
+        return [ln for ln in self.log.read_text().splitlines()
+                if '"api request"' in ln and f'"path": "{path}"' in ln]
+
+
+@contextmanager
+def running_daemon(tmp_path: Path, *, poll_interval: float, token: str) -> Iterator[Daemon]:
+    """`hefestus run` with the API on, as its own process; ready once the first poll is done
+    (that poll sets the cursor: only events made after it are new)."""
+    port = free_port()
+    config = write_config(tmp_path, intake={"poll_interval": poll_interval},
+                          api={"enabled": True, "listen": f"127.0.0.1:{port}", "token": token})
+    log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEFESTUS_")}
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "hefestus", "--config", str(config), "run"],
+                                stderr=err, stdout=subprocess.DEVNULL, env=env)
+    daemon = Daemon(proc, f"http://127.0.0.1:{port}", token, log)
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"hefestus run exited {proc.returncode}: {log.read_text()[-3000:]}"
+        try:
+            return httpx.get(f"{daemon.base}/readyz", headers=daemon.auth, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        assert wait_for(ready, 60, 0.2), f"hefestus did not become ready: {log.read_text()[-3000:]}"
+        yield daemon
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def fire(lab: ZabbixLab, host: LabHost, text: str) -> str:
+    before = {e["eventid"] for e in lab.events_for([host], expect=0, timeout=0)}
+    lab.send([(host, text)])
+    new = [e["eventid"] for e in lab.events_for([host], expect=len(before) + 1) if e["eventid"] not in before]
+    assert len(new) == 1, f"zabbix made {len(new)} events for one value"
+    return str(new[0])
+
+
+def messages(lab: ZabbixLab, host: LabHost, eventid: str) -> list[str]:
+    """Hefestus's classification messages on the event ("[Hefestus] <domain> / <category>"):
+    the one that must exist exactly once. Self-healing reports ("[Hefestus] self-healing: ...")
+    are other messages, written when a remediation rule applies."""
+    rows = lab.events_for([host], expect=0, timeout=0, acks=True)
+    found = next((hefestus_messages(e) for e in rows if e["eventid"] == eventid), [])
+    return [m for m in found if CLASSIFIED.match(m)]
+
+
+def alerts(admin: ZabbixClient, eventid: str, media_type: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = admin.call("alert.get", eventids=[eventid], mediatypeids=[media_type],
+                                            output=["alertid", "status", "error", "retries", "clock"])
+    return rows
+
+
+def why(admin: ZabbixClient, lab: ZabbixLab, eventid: str, media_type: str, daemon: Daemon) -> str:
+    """What an assertion message needs when the push did not work."""
+    server_log = Path(lab.server_config).with_name("zabbix_server.log")
+    tail = server_log.read_text(errors="replace").splitlines()[-15:] if server_log.exists() else []
+    return (f"\nalerts of event {eventid}: {alerts(admin, eventid, media_type)} (none: the action did not "
+            f"fire; status 2: see error)\npushes Hefestus received: {daemon.requests('/api/zabbix/events')}"
+            f"\nhefestus log tail:\n{daemon.log.read_text()[-1500:]}\nzabbix_server.log tail:\n"
+            + "\n".join(tail))
+
+
+def test_webhook_push_gets_a_problem_handled_at_once(admin: ZabbixClient, lab: ZabbixLab, media_type: str,
+                                                     push_user: str, tmp_path: Path) -> None:
+    """Poll interval 300 s: only the push can explain a message within a minute."""
+    host = lab.host(lab.unique("it-push"), "Linux servers")
+    with running_daemon(tmp_path, poll_interval=300, token=TOKEN) as daemon, \
+            push_action(admin, lab, host, media_type, push_user, url=daemon.base, token=TOKEN):
+        assert daemon.polls() == 1  # the start-up poll; the next one is 5 minutes away
+        started = time.monotonic()
+        eventid = fire(lab, host, LINUX)
+        got = wait_for(lambda: messages(lab, host, eventid), 60)
+        assert got, f"no Hefestus message within 60 s{why(admin, lab, eventid, media_type, daemon)}"
+        took = time.monotonic() - started
+        assert len(got) == 1 and got[0].startswith("[Hefestus] linux / service-failed"), got
+        sent = wait_for(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == SENT], 30)
+        assert len(sent) == 1 and sent[0]["error"] == "", why(admin, lab, eventid, media_type, daemon)
+        pushes = daemon.requests("/api/zabbix/events")
+        assert len(pushes) == 1 and '"status": 202' in pushes[0], pushes
+        assert daemon.polls() >= 2, "the push should have run a poll cycle"
+
+        # Zabbix retrying, or a second action: the same push again writes nothing new.
+        polls = daemon.polls()
+        again = httpx.post(f"{daemon.base}/api/zabbix/events", headers=daemon.auth, timeout=10,
+                           json={"eventid": eventid, "event_value": "1"})
+        assert again.status_code == 202 and again.json() == {"status": "queued", "eventid": int(eventid)}
+        assert wait_for(lambda: daemon.polls() > polls, 30), "the second push ran no cycle"
+        assert len(messages(lab, host, eventid)) == 1
+    log = daemon.log.read_text()
+    assert TOKEN not in log
+    print(f"push to message: {took:.1f} s")
+
+
+def test_a_lost_push_is_caught_by_the_next_poll_exactly_once(admin: ZabbixClient, lab: ZabbixLab,
+                                                            media_type: str, push_user: str,
+                                                            tmp_path: Path) -> None:
+    """The media type holds a wrong token: Hefestus refuses the push (401), Zabbix records a
+    failed alert with the reason, and polling still writes exactly one message."""
+    host = lab.host(lab.unique("it-lost"), "Linux servers")
+    wrong = f"wrong-token-{uuid.uuid4().hex}"
+    admin.call("mediatype.update", mediatypeid=media_type, maxattempts="1")  # fail fast; the fixture restores it
+    with running_daemon(tmp_path, poll_interval=5, token=TOKEN) as daemon, \
+            push_action(admin, lab, host, media_type, push_user, url=daemon.base, token=wrong):
+        eventid = fire(lab, host, LINUX)
+        failed = wait_for(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == FAILED], 60)
+        assert failed, f"the push should have failed{why(admin, lab, eventid, media_type, daemon)}"
+        error = failed[0]["error"]
+        assert "HTTP 401" in error and "does not match" in error, error
+        assert wrong not in error and TOKEN not in error
+        print(f"zabbix recorded the failed push as: {error}")
+        assert wait_for(lambda: messages(lab, host, eventid), 60), \
+            f"polling did not catch the event{why(admin, lab, eventid, media_type, daemon)}"
+        polls = daemon.polls()
+        assert wait_for(lambda: daemon.polls() >= polls + 2, 40), "polling stopped"
+        assert len(messages(lab, host, eventid)) == 1
+        refused = daemon.requests("/api/zabbix/events")
+        assert refused and all('"status": 401' in r for r in refused), refused
+    log = daemon.log.read_text()
+    assert TOKEN not in log and wrong not in log
