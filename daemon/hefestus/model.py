@@ -12,6 +12,23 @@ import enum
 from dataclasses import dataclass, field
 
 
+def _is_valid(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: lone surrogates become U+FFFD (the replacement character)."""
+    if _is_valid(text):
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 class Severity(enum.IntEnum):
     """Zabbix trigger severities, in Zabbix's own numbering."""
 
@@ -65,6 +82,18 @@ class Problem:
     acknowledged: bool = False
     #: Messages already attached to the event (used to spot Hefestus's marker).
     ack_messages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Text from logs can hold bytes that are not UTF-8 (lone surrogates after a lenient
+        # decode): RE2, the model request and Zabbix's JSON-RPC all refuse those, and one such
+        # event must not stall the poll behind it. Made valid here, once, at the edge.
+        for name in ("name", "opdata"):
+            object.__setattr__(self, name, valid_text(getattr(self, name)))
+        object.__setattr__(self, "hosts", tuple(valid_text(h) for h in self.hosts))
+        object.__setattr__(self, "tags", tuple((valid_text(t), valid_text(v)) for t, v in self.tags))
+        if any(not _is_valid(i.value) for i in self.items):
+            object.__setattr__(self, "items", tuple(ItemValue(i.name, i.key, valid_text(i.value))
+                                                    for i in self.items))
 
     @property
     def host(self) -> str:

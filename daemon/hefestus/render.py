@@ -31,6 +31,15 @@ def header(s: Suggestion | Classification) -> str:
     return f"{what} — no pattern matched"
 
 
+#: C0 controls but tab and newline, and DEL: a NUL is refused by PostgreSQL under Zabbix, and
+#: a terminal escape sequence from a log would only garble the UI.
+_CONTROLS = {c: None for c in [*range(0, 9), 11, 12, *range(14, 32), 127]}
+
+
+def printable(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def _cut(text: str, limit: int) -> str:
     text = " ".join(text.split()) if "\n" not in text else text
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + _ELLIPSIS
@@ -50,6 +59,11 @@ def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT,
         s = Suggestion.from_pattern(s)
     c = s.classification
     limit = min(limit, ZABBIX_MESSAGE_LIMIT)
+    text = _render(s, c, limit, remediation)
+    return printable(text)
+
+
+def _render(s: Suggestion, c: Classification, limit: int, remediation: str) -> str:
     cause = s.cause if (c.classified or s.from_model) else f"Unknown. {s.cause}"
     matched = "" if s.from_model else c.matched_text
     steps = list(s.steps)
