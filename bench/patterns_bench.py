@@ -18,13 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 
-from hefestus.patterns import Dictionary, Pattern, load_catalog  # noqa: E402
-from hefestus.regex import compile_regex  # noqa: E402
+from hefestus.patterns import Dictionary, Pattern, load_catalog
+from hefestus.regex import compile_regex
 
 MIN_PATTERNS = 500
 NOISE = [
-    "Nov 24 03:12:{s:02d} node-{n} kubelet[1234]: I1124 03:12:{s:02d}.123456 1234 reconciler.go:224] "
-    "operationExecutor.VerifyControllerAttachedVolume started for volume \"kube-api-access-{n}\"",
+    ("Nov 24 03:12:{s:02d} node-{n} kubelet[1234]: I1124 03:12:{s:02d}.123456 1234 reconciler.go:224] "
+     "operationExecutor.VerifyControllerAttachedVolume started for volume \"kube-api-access-{n}\""),
     "Nov 24 03:12:{s:02d} db-{n} postgres[{n}]: LOG:  checkpoint complete: wrote {n} buffers (0.{s}%)",
     "2026-11-24T03:12:{s:02d}Z INFO  [Runner.Worker] Job step {n} finished with result Succeeded",
     "Nov 24 03:12:{s:02d} web-{n} nginx[{n}]: 10.0.{s}.{n} - - \"GET /health HTTP/1.1\" 200 2",
@@ -38,7 +38,7 @@ def build_patterns() -> list[Pattern]:
     i = 0
     while len(out) < MIN_PATTERNS:
         p = base[i % len(base)]
-        src = f"(?:{p.regex.pattern[4:] if p.regex.pattern.startswith('(?i)') else p.regex.pattern})" \
+        src = f"(?:{p.regex.pattern.removeprefix('(?i)')})" \
               f"[^\\n]{{0,40}}variant-{i}"
         out.append(Pattern(f"{p.id}-v{i}", p.category, p.source, compile_regex(src), p.cause,
                            p.solutions, p.confidence, ()))
