@@ -88,7 +88,9 @@ def test_outage_loses_nothing_and_cursor_waits(zbx: FakeZabbix, tmp_path: Path,
                                                test_knowledge: Knowledge) -> None:
     pipe = make(zbx, tmp_path / "s.db", test_knowledge, page_size=2)
     pipe.run_once()
-    zbx.add(*(problem(101 + i, f"e{i}", text=f"{DISK} {i}") for i in range(5)))
+    # distinct words (not numbers: those are masked), so each event has its own message
+    words = ("alpha", "bravo", "charlie", "delta", "echo")
+    zbx.add(*(problem(101 + i, f"e{i}", text=f"{DISK} {w}") for i, w in enumerate(words)))
     real_ack = zbx.acknowledge
     calls = {"n": 0}
 

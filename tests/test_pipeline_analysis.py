@@ -98,3 +98,22 @@ def test_a_planted_secret_reaches_neither_model_nor_logs_nor_zabbix(
     assert SECRET not in logged.out + logged.err
     assert "password=<redacted>" in written
     assert "postgresql://sync:\\\\u003credacted\\\\u003e@db-1/app" in sent  # the rest still reaches the model
+
+
+def test_known_kinds_are_written_first_and_share_one_message(
+        server: FakeOllama, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """Pattern events do not wait for the model; one kind on many hosts, differing only in
+    volatile parts, is one message written in one call."""
+    zbx = FakeZabbix()
+    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url)
+    pipe.run_once()
+    disks = [problem(i, f"Disk full on web-{i}", host=f"web-{i}",
+                     text=f"2026-11-24T03:{i:02d}:00Z web-{i} kernel: write error on sector {i * 977}: "
+                          f"No space left on device") for i in range(1, 31)]
+    zbx.add(*disks, *storm(10, 2))
+    report = pipe.run_once()
+    assert report.acknowledged == 40
+    writes = [arg[0] for name, arg in zbx.calls if name == "acknowledge"]
+    assert writes[0] == tuple(range(1, 31))  # all thirty in the first call, before any model answer
+    (msg,) = {m[0] for e, m in zbx.acks.items() if e <= 30}
+    assert "Matched: <time> <host> kernel: write error on sector <n>: No space left on device" in msg

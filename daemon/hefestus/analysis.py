@@ -36,7 +36,7 @@ import structlog
 
 from .config import AnalysisSettings, DomainSettings, OllamaSettings
 from .errors import ModelBadAnswer, ModelError, ModelNotFound, ModelUnavailable
-from .fingerprint import fingerprint
+from .fingerprint import fingerprint, mask_hosts
 from .model import Classification, ModelReply, ModelRequest, Problem, Suggestion
 from .ports import LanguageModel
 from .prompt import DEFAULT_INSTRUCTIONS, ModelAnswer, Profile, build_request, parse_answer
@@ -119,13 +119,6 @@ class _Job:
     error_text: str  # redacted
 
 
-def mask_hosts(text: str, hosts: Sequence[str]) -> str:
-    """An event's own host names are volatile for dedup: the same error on 50 hosts is one kind."""
-    for host in sorted((h for h in hosts if len(h) >= 3), key=len, reverse=True):
-        text = text.replace(host, "<host>")
-    return text
-
-
 class Analyzer:
     def __init__(self, *, settings: AnalysisSettings, ollama: OllamaSettings,
                  profiles: Callable[[str], Profile], model: LanguageModel | None,
@@ -161,7 +154,8 @@ class Analyzer:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _wants_model(self, c: Classification) -> bool:
+    def wants_model(self, c: Classification) -> bool:
+        """Whether this classification would be put to the model (by mode and availability)."""
         if not self._enabled:
             return False
         if self._settings.mode == "model-always":
@@ -176,7 +170,7 @@ class Analyzer:
         """
         jobs: list[_Job | None] = []
         for problem, c in items:
-            if not self._wants_model(c):
+            if not self.wants_model(c):
                 jobs.append(None)
                 continue
             profile = self._profiles(c.domain)
@@ -258,7 +252,7 @@ class Analyzer:
                 request = _retry_request(request, reply.done_reason, last_bad)
                 continue
             log.info("model answered", model=name, fingerprint=job.fingerprint[:12],
-                     seconds=round(reply.seconds, 2), tokens=reply.eval_count)
+                     seconds=round(reply.seconds, 2), eval_count=reply.eval_count)
             return answer
         return f"Model {name} gave no usable answer ({last_bad}), even on a retry."
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import re2
 
 from hefestus.regex import compile_regex
 
-SCHEME = "hefestus-fp-1"  # bump when normalise changes, so old keys stop matching
+SCHEME = "hefestus-fp-2"  # bump when normalise changes, so old keys stop matching
 RAW_LIMIT = 64 * 1024  # characters read; leaves room for placeholders shrinking the text
 LIMIT = 4096  # characters of normalised text that count
 _MAX_ROUNDS = 8
@@ -68,6 +69,8 @@ _HEX = compile_regex(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{7,}\b")
 _DURATION = compile_regex(r"\b(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d))+\b", case_sensitive=True)
 # A number standing alone: not part of a word or version glued to one (php8.2-fpm).
 _NUMBER = compile_regex(r"(?P<pre>^|[^\w.])[-+]?\d+(?:\.\d+)*\b")
+# kubectl's event counters: "(x244 over 5h)".
+_COUNTER = compile_regex(r"\bx\d+\b", case_sensitive=True)
 _SPACE = compile_regex(r"\s+")
 
 
@@ -112,6 +115,7 @@ _STEPS: tuple[tuple[Any, Any], ...] = (
     (_TIME, "<time>"),
     (_KLOG, lambda m: m.group("sev") + "<time>"),
     (_DURATION, "<dur>"),
+    (_COUNTER, "x<n>"),
     (_NUMBER, lambda m: m.group("pre") + "<n>"),
 )
 
@@ -144,6 +148,15 @@ def fingerprint(*, domain: str, model: str, prompt_version: str, text: str) -> s
     The fields are hashed as a JSON array, so no choice of values can make two
     different tuples serialise alike (as ``"a|b" + "c"`` and ``"a" + "b|c"`` would).
     """
-    payload = json.dumps([SCHEME, domain, model, prompt_version, normalise(text)],
+    # An all-digit id reads as <n>, one with a letter as <hex>: for the key they are one kind.
+    key = normalise(text).replace("<hex>", "<n>")
+    payload = json.dumps([SCHEME, domain, model, prompt_version, key],
                          ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def mask_hosts(text: str, hosts: Sequence[str]) -> str:
+    """An event's own host names are volatile for dedup: the same error on 50 hosts is one kind."""
+    for host in sorted((h for h in hosts if len(h) >= 3), key=len, reverse=True):
+        text = text.replace(host, "<host>")
+    return text

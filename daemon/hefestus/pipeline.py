@@ -32,6 +32,7 @@ from .config import AcknowledgeSettings, IntakeSettings
 from .errors import ZabbixRejected, ZabbixUnavailable
 from .model import Classification, EventFilter, Problem, Suggestion
 from .ports import Zabbix
+from .fingerprint import mask_hosts, normalise
 from .render import MARKER, render
 from .store import FINAL_STATES, Store
 
@@ -57,6 +58,8 @@ class Analysis(Protocol):
     def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
                 remember: bool = True) -> list[Suggestion]: ...
 
+    def wants_model(self, c: Classification) -> bool: ...
+
 
 class Remediation(Protocol):
     """What the pipeline needs from :class:`hefestus.remediation.Remediator`."""
@@ -76,6 +79,9 @@ class PatternsOnly:
     def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
                 remember: bool = True) -> list[Suggestion]:
         return [Suggestion.from_pattern(c) for _, c in items]
+
+    def wants_model(self, c: Classification) -> bool:
+        return False
 
 
 def _identity(text: str) -> str:
@@ -207,8 +213,6 @@ class Pipeline:
         report.fetched += len(problems)
         known = {} if dry_run else self._store.states(p.eventid for p in problems)
         final: set[int] = set()
-        groups: dict[str, list[Planned]] = defaultdict(list)
-        skipped: list[Planned] = []
         knowledge = self._knowledge()
         triaged: list[Planned] = []
         for problem in problems:
@@ -217,6 +221,21 @@ class Pipeline:
                 final.add(problem.eventid)
                 continue
             triaged.append(self._triage(problem, knowledge, backlog))
+        # Events the model is not asked about are written first: a storm's known kinds are
+        # acknowledged in seconds, not after the slowest model answer of the page.
+        slow = [p for p in triaged if not p.skip_reason and p.classification is not None
+                and self._analysis.wants_model(p.classification)]
+        slow_ids = {id(p) for p in slow}
+        fast = [p for p in triaged if id(p) not in slow_ids]
+        for batch in (fast, slow):
+            if batch:
+                final.update(self._analyse_and_write(batch, report, dry_run))
+        return final
+
+    def _analyse_and_write(self, triaged: list[Planned], report: CycleReport, dry_run: bool) -> set[int]:
+        final: set[int] = set()
+        groups: dict[str, list[Planned]] = defaultdict(list)
+        skipped: list[Planned] = []
         for plan in self._analyse(triaged, remember=not dry_run):
             report.planned.append(plan)
             if plan.message is None:
@@ -263,7 +282,8 @@ class Pipeline:
                 continue
             decision = self._decide(plan.problem, plan.classification, remember=remember)
             summary = getattr(decision, "summary", "") if decision is not None else ""
-            out.append(replace(plan, suggestion=s, decision=decision, message=self._message(s, summary)))
+            out.append(replace(plan, suggestion=s, decision=decision,
+                               message=self._message(s, summary, plan.problem.hosts)))
         return out
 
     def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Any:
@@ -275,12 +295,21 @@ class Pipeline:
             return None
         return self._remediation.claim(decision) if remember else decision
 
-    def _message(self, s: Suggestion, remediation: str = "") -> str:
-        """Render, then redact; redaction can lengthen a text, so shrink until it fits."""
+    def _message(self, s: Suggestion, remediation: str = "", hosts: Sequence[str] = ()) -> str:
+        """Render, then redact; redaction can lengthen a text, so shrink until it fits.
+
+        The matched excerpt is shown with its volatile parts masked (times, counters, ids,
+        pod suffixes, the event's own host): events of one kind then share one message,
+        written in one batched call; the event itself still shows the exact text.
+        """
         limit = self._ack.max_length
         budget = limit
+
+        def excerpt(text: str) -> str:
+            return normalise(mask_hosts(text, hosts))
+
         for _ in range(4):
-            text = self._redact(render(s, limit=budget, remediation=remediation))
+            text = self._redact(render(s, limit=budget, remediation=remediation, excerpt=excerpt))
             if len(text) <= limit:
                 return text
             budget -= len(text) - limit

@@ -13,6 +13,8 @@ own messages on an event, even after losing its state file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .model import Classification, Suggestion
 from .patterns import UNKNOWN_DOMAIN
 
@@ -46,7 +48,7 @@ def _cut(text: str, limit: int) -> str:
 
 
 def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT,
-           remediation: str = "") -> str:
+           remediation: str = "", excerpt: Callable[[str], str] | None = None) -> str:
     """Plain-text message for one suggestion, never longer than ``limit`` characters.
 
     A model answer is shared by every event of its fingerprint, so its message
@@ -59,13 +61,16 @@ def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT,
         s = Suggestion.from_pattern(s)
     c = s.classification
     limit = min(limit, ZABBIX_MESSAGE_LIMIT)
-    text = _render(s, c, limit, remediation)
+    text = _render(s, c, limit, remediation, excerpt)
     return printable(text)
 
 
-def _render(s: Suggestion, c: Classification, limit: int, remediation: str) -> str:
+def _render(s: Suggestion, c: Classification, limit: int, remediation: str,
+            excerpt: Callable[[str], str] | None) -> str:
     cause = s.cause if (c.classified or s.from_model) else f"Unknown. {s.cause}"
     matched = "" if s.from_model else c.matched_text
+    if matched and excerpt is not None:
+        matched = excerpt(matched)
     steps = list(s.steps)
     footer = f"Routed by {c.routed_by}." if c.routed_by else ""
     note = f"Note: {s.note}" if s.note else ""
