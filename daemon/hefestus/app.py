@@ -150,7 +150,8 @@ class App:
 
     def collector(self) -> DaemonCollector:
         return DaemonCollector(self.totals, analysis=lambda: self.analyzer.stats,
-                               notifiers=self.dispatcher.stats if self.dispatcher else None)
+                               notifiers=self.dispatcher.stats if self.dispatcher else None,
+                               extra=lambda: {"hefestus_remediations": self.store.audit_counts()})
 
 
 def build_analyzer(settings: Settings, knowledge: KnowledgeHolder, store: Store,

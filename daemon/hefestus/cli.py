@@ -102,6 +102,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"--- {len(report.planned)} event(s); nothing was written", file=sys.stderr)
         return EXIT_OK
     if args.once:
+        app.remediator.resume()  # runs a previous process left in flight are followed, never rerun
         done = run_cycle(app)
         app.close()
         if done is None:

@@ -92,8 +92,8 @@ class DaemonCollector(Collector):
             yield from _notify_metrics(self._notifiers())
         if self._extra is not None:
             for name, by_label in self._extra().items():
-                fam = CounterMetricFamily(name, f"{name.removeprefix('hefestus_')} by outcome",
-                                          labels=["outcome"])
+                fam = GaugeMetricFamily(name, "Self-healing decisions and outcomes in the audit trail "
+                                        "(kept state.ledger_days), by action", labels=["action"])
                 for label, n in sorted(by_label.items()):
                     fam.add_metric([label], n)
                 yield fam

@@ -427,6 +427,11 @@ class Store:
             args = (*args, host)
         return [float(r[0]) for r in self._read(sql + " ORDER BY claimed_at", args)]
 
+    def audit_counts(self) -> dict[str, int]:
+        """Audit entries by action (ran, dry-run, refused, succeeded, failed, ...), for metrics."""
+        return {str(a): int(n) for a, n in self._read(
+            "SELECT action, COUNT(*) FROM remediation_audit GROUP BY action")}
+
     def remediations_in_flight(self) -> int:
         rows = self._read(f"SELECT COUNT(*) FROM remediations WHERE state IN "
                           f"({','.join('?' * len(IN_FLIGHT))})", IN_FLIGHT)

@@ -19,6 +19,7 @@ from hefestus.config import load_settings
 from hefestus.errors import ZabbixAuthError
 from hefestus.testing import ZabbixLab
 
+from ..conftest import record_fault
 from .conftest import IT_USER, write_config
 from .test_end_to_end import SAMPLES, acks, fire, make_hosts
 
@@ -92,6 +93,7 @@ def test_frontend_stopped_mid_run_loses_nothing(lab: ZabbixLab, frontend: Fronte
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
     got = acks(lab, hosts, ids)
+    record_fault("Zabbix frontend stopped and restarted", dict(got))
     assert sorted(len(m) for m in got.values()) == [1, 1, 1], got
     assert "zabbix unavailable; will retry at the next poll" in err
 

@@ -165,3 +165,50 @@ def test_rundeck_faults_are_reported_and_never_run_twice(lab: ZabbixLab, tmp_pat
     for f in ("unavailable", "hang"):  # the run call may have reached Rundeck: safety first
         assert "self-healing: unknown whether Rundeck job 'Restart systemd service' (ops) started" in got[f][1]
     assert "not re-run" in got["hang"][1] or "by hand" in got["hang"][1]
+
+
+def test_cooldown_holds_and_an_injection_attempt_is_refused(lab: ZabbixLab, tmp_path: Path) -> None:
+    """A second failure on the same host within the cooldown runs nothing; a value from the
+    event that carries a shell injection fails its allow-list: no run, and Zabbix says why."""
+    pool = "5d6e7f80-2222-4c55-9a57-2b8f0e6d1c46"
+    web = lab.host(lab.unique("it-cool"), "Linux servers")
+    db = lab.host(lab.unique("it-inject"), "Databases", tags=[("service", "pgbouncer; rm -rf /")])
+    with FakeRundeck(token=TOKEN) as fake:
+        fake.add_job(RESTART, "Restart systemd service", project="ops", polls_to_finish=1)
+        fake.add_job(pool, "Restart pooler", project="db", polls_to_finish=1)
+        cfg = config(tmp_path, fake.url, "on")
+        (tmp_path / "rules" / "60-it.toml").write_text(f'''
+[[remediation]]
+name = "restart-pooler"
+domain = "database"
+category = "too-many-connections"
+project = "db"
+job_id = "{pool}"
+job_name = "Restart pooler"
+options.service = {{ value = "{{tag:service}}", allow = '^[a-z0-9-]{{1,60}}$' }}
+''')
+        env = {**os.environ, "HEFESTUS_CONFIG": str(cfg)}
+        once = [sys.executable, "-m", "hefestus", "run", "--once"]
+        subprocess.run(once, check=True, capture_output=True, env=env)
+        lab.send([(web, UNIT_FAILED), (db, "FATAL:  sorry, too many clients already")])
+        lab.events_for([web, db], expect=2)
+        daemon = start(cfg)
+        try:
+            wait(lambda: len(messages(lab, web)) >= 2, what="the first run's outcome")
+            lab.send([(web, UNIT_FAILED.replace("03:12:09", "03:14:30"))])
+            lab.events_for([web], expect=2)
+
+            def firsts_() -> list[str]:
+                return [m for m in messages(lab, web) if not m.startswith(f"{MARKER} self-healing:")]
+
+            firsts = wait(lambda: len(f := firsts_()) >= 2 and f, what="the second event's message")
+        finally:
+            stop(daemon)
+        assert len(firsts) == 2
+        assert firsts[1].splitlines()[1].startswith("Self-healing refused: ")
+        assert "cooldown" in firsts[1].splitlines()[1] or "again for" in firsts[1].splitlines()[1]
+        (inject,) = messages(lab, db)
+        line = inject.splitlines()[1]
+        assert line.startswith("Self-healing refused: ") and "service" in line and "rm -rf" in line, line
+        runs = fake.calls("run")
+        assert len(runs) == 1 and runs[0].path.endswith(f"/job/{RESTART}/run")  # one run, not the pooler
