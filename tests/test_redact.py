@@ -247,3 +247,12 @@ def test_crafted_megabyte_inputs_finish(chunk: str) -> None:
     text = chunk * ((1 << 20) // len(chunk))
     out = R(text)
     assert R(out) == out
+
+
+def test_documentation_placeholders_are_not_secrets() -> None:
+    """A shipped step like `--password <token>` keeps its placeholder; a real value does not."""
+    r = Redactor()
+    assert r("argocd repo add <url> --password <token> --upsert") == \
+        "argocd repo add <url> --password <token> --upsert"
+    assert r("argocd repo add x --password hunter2secret") == "argocd repo add x --password <redacted>"
+    assert r("password=<s3cr3t>") == "password=<redacted>"

@@ -102,7 +102,13 @@ _SECRET_FIELD = compile_regex(rf"{_KEY}|[A-Za-z0-9_.-]*(?:authorization|cookie|c
 
 
 def _already_masked(value: str) -> bool:
-    return value == REDACTED or set(value) == {"*"}
+    """Masked already, or a documentation placeholder such as ``<token>`` (in a shipped
+    step like ``--password <token>``): neither is a secret."""
+    if value == REDACTED or set(value) == {"*"}:
+        return True
+    inner = value[1:-1]
+    return (len(value) > 2 and value[0] == "<" and value[-1] == ">" and len(inner) <= 40
+            and inner.replace("-", "").replace("_", "").replace(" ", "").isalpha())
 
 
 def _inside_marker(text: str, start: int, end: int) -> bool:
