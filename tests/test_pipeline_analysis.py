@@ -117,3 +117,26 @@ def test_known_kinds_are_written_first_and_share_one_message(
     assert writes[0] == tuple(range(1, 31))  # all thirty in the first call, before any model answer
     (msg,) = {m[0] for e, m in zbx.acks.items() if e <= 30}
     assert "Matched: <time> <host> kernel: write error on sector <n>: No space left on device" in msg
+
+
+def test_each_kind_is_written_as_soon_as_its_answer_is_in(
+        server: FakeOllama, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """A slow answer for one kind does not hold back another kind's messages."""
+    import time as _time
+
+    from hefestus.testing_ollama import default_answer
+
+    def answer(body: dict) -> str:  # type: ignore[type-arg]
+        if "payments" in body["messages"][1]["content"]:
+            _time.sleep(1.5)  # the first kind asked is the slow one
+        return default_answer(body)
+
+    server.answer = answer
+    zbx = FakeZabbix()
+    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url, max_concurrency=2)
+    pipe.run_once()
+    events = storm(6, 2)  # payments: 1000, 1002, 1004; billing: 1001, 1003, 1005
+    zbx.add(*events)
+    assert pipe.run_once().acknowledged == 6
+    writes = [arg[0] for name, arg in zbx.calls if name == "acknowledge"]
+    assert writes == [(1001, 1003, 1005), (1000, 1002, 1004)]

@@ -11,7 +11,7 @@ Three things keep a sick model server from hurting the daemon:
 
 * every call has a deadline (enforced by the adapter) and at most
   ``max_concurrency`` calls run at once;
-* a circuit breaker (pybreaker) opens after ``failure_threshold``
+* a circuit breaker (:mod:`hefestus.breaker`) opens after ``failure_threshold``
   consecutive failures; while open, no call is made and the events get the
   pattern suggestion at once, with a note saying why; after ``retry_after``
   seconds one call tries the model again;
@@ -26,14 +26,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pybreaker
 import structlog
 
+from .breaker import Breaker, BreakerOpen
 from .config import AnalysisSettings, DomainSettings, OllamaSettings
 from .errors import ModelBadAnswer, ModelError, ModelNotFound, ModelUnavailable
 from .fingerprint import fingerprint, mask_hosts
@@ -130,10 +130,8 @@ class Analyzer:
         self._cache = cache
         self._redact = redact
         self._pool = ThreadPoolExecutor(max_workers=ollama.max_concurrency, thread_name_prefix="model")
-        self._breaker = pybreaker.CircuitBreaker(
-            fail_max=ollama.failure_threshold, reset_timeout=ollama.retry_after,
-            exclude=[lambda e: not isinstance(e, (ModelUnavailable, ModelNotFound))],
-            throw_new_error_on_trip=False)
+        self._breaker = Breaker(fail_max=ollama.failure_threshold, reset_timeout=ollama.retry_after,
+                                counts=lambda e: isinstance(e, (ModelUnavailable, ModelNotFound)))
         self._retry_after = ollama.retry_after
         self._last_failure = ""
         self.stats = AnalysisStats()
@@ -149,7 +147,7 @@ class Analyzer:
 
     @property
     def breaker_open(self) -> bool:
-        return self._breaker.current_state == pybreaker.STATE_OPEN
+        return self._breaker.open
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -168,6 +166,18 @@ class Analyzer:
 
         ``remember=False`` (dry runs) reads the answer cache but writes nothing to it.
         """
+        out: list[Suggestion | None] = [None] * len(items)
+        for group in self.suggest_groups(items, remember=remember):
+            for i, s in group:
+                out[i] = s
+        return [s for s in out if s is not None]
+
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]:
+        """(index, suggestion) pairs in groups, as they become ready: first every item that
+        needs no model call (no model wanted, or a cached answer), then each fingerprint's
+        items as soon as its answer (or its failure) is in. The pipeline writes each group at
+        once, so no event waits for a slower fingerprint's answer."""
         jobs: list[_Job | None] = []
         for problem, c in items:
             if not self.wants_model(c):
@@ -178,44 +188,57 @@ class Analyzer:
             fp = fingerprint(domain=c.domain, model=profile.model, prompt_version=profile.prompt_version,
                              text=mask_hosts(text, problem.hosts))
             jobs.append(_Job(fp, problem, c, profile, text))
-        unique: dict[str, _Job] = {}  # the first event of each fingerprint represents it
-        for j in jobs:
+        members: dict[str, list[int]] = {}  # fingerprint -> item indices; the first represents
+        for i, j in enumerate(jobs):
             if j is not None:
-                unique.setdefault(j.fingerprint, j)
-        results: dict[str, ModelAnswer | str] = {}
-        hits: set[str] = set()
-        if unique:
-            cached = self._cache.cached_answers(list(unique))
-            for fp, (_, raw) in cached.items():
+                members.setdefault(j.fingerprint, []).append(i)
+        ready: list[tuple[int, Suggestion]] = [(i, Suggestion.from_pattern(c))
+                                               for i, ((_, c), j) in enumerate(zip(items, jobs, strict=True))
+                                               if j is None]
+        cached = self._cache.cached_answers(list(members)) if members else {}
+        misses: list[_Job] = []
+        for fp, idx in members.items():
+            raw = cached.get(fp)
+            answer = None
+            if raw is not None:
                 try:
-                    results[fp] = ModelAnswer.model_validate_json(raw)
-                    hits.add(fp)
-                    self._bump("cache_hits")
+                    answer = ModelAnswer.model_validate_json(raw[1])
                 except ValueError:
-                    continue  # a cache row from an older schema: ask again
-            misses = [j for fp, j in unique.items() if fp not in results]
-            for miss, answer in zip(misses, self._pool.map(self._ask, misses), strict=True):
-                results[miss.fingerprint] = answer
-                if isinstance(answer, ModelAnswer) and remember and self._settings.cache_ttl > 0:
-                    self._cache.cache_answer(miss.fingerprint, miss.profile.model,
-                                             answer.model_dump_json(), ttl=self._settings.cache_ttl)
-        out = []
-        for (_, c), job in zip(items, jobs, strict=True):
-            if job is None:
-                out.append(Suggestion.from_pattern(c))
+                    answer = None  # a cache row from an older schema: ask again
+            if answer is None:
+                misses.append(self._job(jobs, idx[0]))
                 continue
-            outcome = results[job.fingerprint]
-            if isinstance(outcome, str):
-                out.append(Suggestion.from_pattern(c, note=outcome, fingerprint=job.fingerprint))
-                continue
-            hint = f" (pattern {c.domain}:{c.pattern_id} as hint)" if c.classified else ""
-            out.append(Suggestion(
-                classification=c, cause=self._redact(outcome.cause),
-                steps=tuple(self._redact(s) for s in outcome.steps), confidence=outcome.confidence,
-                source=f"model {job.profile.model}{hint}", model=job.profile.model,
-                cached=job.fingerprint in hits,
-                fingerprint=job.fingerprint))
-        return out
+            self._bump("cache_hits")
+            ready.extend((i, self._suggestion(items[i][1], self._job(jobs, i), answer, cached=True))
+                         for i in idx)
+        if ready:
+            yield ready
+        futures = {self._pool.submit(self._ask, job): job for job in misses}
+        for future in as_completed(futures):
+            job = futures[future]
+            outcome = future.result()
+            if isinstance(outcome, ModelAnswer) and remember and self._settings.cache_ttl > 0:
+                self._cache.cache_answer(job.fingerprint, job.profile.model, outcome.model_dump_json(),
+                                         ttl=self._settings.cache_ttl)
+            yield [(i, self._suggestion(items[i][1], self._job(jobs, i), outcome))
+                   for i in members[job.fingerprint]]
+
+    @staticmethod
+    def _job(jobs: list[_Job | None], i: int) -> _Job:
+        job = jobs[i]
+        assert job is not None
+        return job
+
+    def _suggestion(self, c: Classification, job: _Job, outcome: ModelAnswer | str, *,
+                    cached: bool = False) -> Suggestion:
+        if isinstance(outcome, str):
+            return Suggestion.from_pattern(c, note=outcome, fingerprint=job.fingerprint)
+        hint = f" (pattern {c.domain}:{c.pattern_id} as hint)" if c.classified else ""
+        return Suggestion(
+            classification=c, cause=self._redact(outcome.cause),
+            steps=tuple(self._redact(s) for s in outcome.steps), confidence=outcome.confidence,
+            source=f"model {job.profile.model}{hint}", model=job.profile.model, cached=cached,
+            fingerprint=job.fingerprint)
 
     # -- one model call (runs on a pool thread) ------------------------------------------
 
@@ -228,7 +251,7 @@ class Analyzer:
         for attempt in (1, 2):
             try:
                 reply = self._breaker.call(self._model_chat, request)
-            except pybreaker.CircuitBreakerError:
+            except BreakerOpen:
                 self._bump("breaker_skips")
                 return (f"Model {name} skipped: it failed {self._breaker.fail_max} times in a row "
                         f"(last: {self._last_failure}); Hefestus tries it again after "

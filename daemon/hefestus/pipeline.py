@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -55,10 +55,8 @@ class Planned:
 class Analysis(Protocol):
     """What the pipeline needs from the analysis stage (:class:`hefestus.analysis.Analyzer`)."""
 
-    def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
-                remember: bool = True) -> list[Suggestion]: ...
-
-    def wants_model(self, c: Classification) -> bool: ...
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]: ...
 
 
 class Remediation(Protocol):
@@ -76,12 +74,9 @@ class Remediation(Protocol):
 class PatternsOnly:
     """The analysis stage with no model: each event gets its pattern suggestion."""
 
-    def suggest(self, items: Sequence[tuple[Problem, Classification]], *,
-                remember: bool = True) -> list[Suggestion]:
-        return [Suggestion.from_pattern(c) for _, c in items]
-
-    def wants_model(self, c: Classification) -> bool:
-        return False
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]:
+        yield [(i, Suggestion.from_pattern(c)) for i, (_, c) in enumerate(items)]
 
 
 def _identity(text: str) -> str:
@@ -221,22 +216,18 @@ class Pipeline:
                 final.add(problem.eventid)
                 continue
             triaged.append(self._triage(problem, knowledge, backlog))
-        # Events the model is not asked about are written first: a storm's known kinds are
-        # acknowledged in seconds, not after the slowest model answer of the page.
-        slow = [p for p in triaged if not p.skip_reason and p.classification is not None
-                and self._analysis.wants_model(p.classification)]
-        slow_ids = {id(p) for p in slow}
-        fast = [p for p in triaged if id(p) not in slow_ids]
-        for batch in (fast, slow):
-            if batch:
-                final.update(self._analyse_and_write(batch, report, dry_run))
+        # Written group by group as they are ready: a storm's known kinds are acknowledged in
+        # seconds, and each model-answered kind as soon as its answer is in, never after the
+        # slowest answer of the page.
+        for ready in self._analyse(triaged, remember=not dry_run):
+            final.update(self._write_group(ready, report, dry_run))
         return final
 
-    def _analyse_and_write(self, triaged: list[Planned], report: CycleReport, dry_run: bool) -> set[int]:
+    def _write_group(self, ready: list[Planned], report: CycleReport, dry_run: bool) -> set[int]:
         final: set[int] = set()
         groups: dict[str, list[Planned]] = defaultdict(list)
         skipped: list[Planned] = []
-        for plan in self._analyse(triaged, remember=not dry_run):
+        for plan in ready:
             report.planned.append(plan)
             if plan.message is None:
                 skipped.append(plan)
@@ -265,26 +256,29 @@ class Pipeline:
             return Planned(problem, None, None, "older than the first-start backlog window")
         return Planned(problem, knowledge.classify(problem), None)
 
-    def _analyse(self, triaged: list[Planned], *, remember: bool) -> list[Planned]:
-        """Ask the analysis stage for every classified event at once (storm dedup), then render."""
-        todo = [p for p in triaged if not p.skip_reason]
+    def _analyse(self, triaged: list[Planned], *, remember: bool) -> Iterator[list[Planned]]:
+        """Render the events in groups as the analysis stage gets them ready: skips first,
+        with everything that needs no model answer, then each fingerprint's events as its
+        answer arrives (storm dedup: one call per fingerprint)."""
+        todo = [p for p in triaged if not p.skip_reason and p.classification is not None]
+        first = [p for p in triaged if p.skip_reason or p.classification is None]
         items = [(p.problem, p.classification) for p in todo if p.classification is not None]
-        suggestions = iter(self._analysis.suggest(items, remember=remember)) if items else iter(())
-        out = []
-        for plan in triaged:
-            if plan.skip_reason or plan.classification is None:
-                out.append(plan)
-                continue
-            s = next(suggestions)
-            if not plan.classification.classified and not s.from_model and not self._ack.unclassified:
-                out.append(replace(plan, suggestion=s,
-                                   skip_reason="unclassified and acknowledge.unclassified = false"))
-                continue
-            decision = self._decide(plan.problem, plan.classification, remember=remember)
-            summary = getattr(decision, "summary", "") if decision is not None else ""
-            out.append(replace(plan, suggestion=s, decision=decision,
-                               message=self._message(s, summary, plan.problem.hosts)))
-        return out
+        groups = self._analysis.suggest_groups(items, remember=remember) if items else iter(())
+        for group in groups:
+            yield first + [self._finish(todo[i], s, remember=remember) for i, s in group]
+            first = []
+        if first:
+            yield first
+
+    def _finish(self, plan: Planned, s: Suggestion, *, remember: bool) -> Planned:
+        c = plan.classification
+        assert c is not None
+        if not c.classified and not s.from_model and not self._ack.unclassified:
+            return replace(plan, suggestion=s, skip_reason="unclassified and acknowledge.unclassified = false")
+        decision = self._decide(plan.problem, c, remember=remember)
+        summary = getattr(decision, "summary", "") if decision is not None else ""
+        return replace(plan, suggestion=s, decision=decision,
+                       message=self._message(s, summary, plan.problem.hosts))
 
     def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Any:
         """The self-healing decision, claimed (persisted) before the first message says it."""
