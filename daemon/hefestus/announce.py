@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -31,6 +31,7 @@ from . import tomlfile
 from .errors import ConfigError
 from .model import Problem, Severity, Suggestion
 from .notify import Notification, zabbix_event_url
+from .rules import parse_severity
 
 Moment = Literal["acknowledged", "remediation"]
 NOTIFIERS = ("slack", "teams")
@@ -45,13 +46,8 @@ class NotifySpec(BaseModel):
     min_severity: Severity = Severity.NOT_CLASSIFIED
     on: Annotated[list[Moment], Field(min_length=1)] = ["acknowledged", "remediation"]
 
-    @field_validator("min_severity", mode="before")
-    @classmethod
-    def _severity(cls, v: Any) -> Any:
-        try:
-            return Severity.parse(v)
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"unknown severity {v!r}") from exc
+    _severity = field_validator("min_severity", mode="before")(classmethod(
+        lambda cls, v: parse_severity(v)))
 
 
 @dataclass(frozen=True, slots=True)

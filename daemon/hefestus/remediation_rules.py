@@ -41,18 +41,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pydantic
 import re2
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from . import tomlfile
 from .errors import ConfigError
-from .model import Classification, Problem, Severity
+from .model import Classification, Problem
 from .patterns import Catalog
 from .regex import Regex, RegexError, compile_regex
-from .rules import Domain, Name, Rule
+from .rules import Domain, MatchSpec, Name, Rule
 
 #: Placeholders filled from the event itself (anything else names a pattern group).
 EVENT_FIELDS = frozenset({"host", "trigger", "severity", "eventid", "domain", "category"})
@@ -82,15 +82,10 @@ class OptionSpec(_Spec):
     optional: bool = False
 
 
-class RemediationSpec(_Spec):
+class RemediationSpec(MatchSpec):
     name: Name
     domain: Domain
     category: Category
-    host_groups: list[str] = []
-    hosts: list[str] = []
-    tags: dict[str, str] = {}
-    trigger: str | None = None
-    min_severity: Severity | None = None
     project: Project
     job_id: JobId
     #: What operators read ("job 'Restart service'"); default: the rule name.
@@ -105,16 +100,6 @@ class RemediationSpec(_Spec):
     recovery_window: Annotated[float, Field(ge=0, le=86400)] | None = None
     #: Never run this rule's job, whatever remediation.mode says (a new rule, until trusted).
     dry_run: bool = False
-
-    @field_validator("min_severity", mode="before")
-    @classmethod
-    def _severity(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        try:
-            return Severity.parse(v)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"unknown severity {v!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,19 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RuleSpec(_Spec):
-    name: Name
-    domain: Domain
+def parse_severity(v: Any) -> Any:
+    """For ``mode="before"`` validators: "high", "High", 4 -> Severity; None stays None."""
+    if v is None:
+        return v
+    try:
+        return Severity.parse(v)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown severity {v!r}") from exc
+
+
+class MatchSpec(_Spec):
+    """The conditions an event must meet: shared by [[rule]] and [[remediation]]."""
+
     #: Shell-style globs, case-insensitive; any one matching is enough.
     host_groups: list[str] = []
     hosts: list[str] = []
@@ -52,15 +62,13 @@ class RuleSpec(_Spec):
     trigger: str | None = None
     min_severity: Severity | None = None
 
-    @field_validator("min_severity", mode="before")
-    @classmethod
-    def _severity(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        try:
-            return Severity.parse(v)
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"unknown severity {v!r}") from exc
+    _severity = field_validator("min_severity", mode="before")(classmethod(
+        lambda cls, v: parse_severity(v)))
+
+
+class RuleSpec(MatchSpec):
+    name: Name
+    domain: Domain
 
 
 class DefaultSpec(_Spec):

@@ -224,3 +224,15 @@ class ZabbixLab:
 
 def hefestus_messages(event: dict[str, Any], marker: str = "[Hefestus]") -> list[str]:
     return [a["message"] for a in event.get("acknowledges", []) if a["message"].startswith(marker)]
+
+
+def eventually(check: Any, timeout: float = 60, what: str = "condition", interval: float = 0.3) -> Any:
+    """Poll ``check()`` until it returns something truthy (returned); AssertionError naming
+    ``what`` after ``timeout`` seconds. For tests that wait on a daemon or a real Zabbix."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

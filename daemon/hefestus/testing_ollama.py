@@ -21,8 +21,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 #: Faults a test can ask for, per call or for every call.
@@ -215,15 +215,6 @@ def default_answer(body: dict[str, Any]) -> str:
     return json.dumps({"cause": f"Diagnosed by the fake model: {trigger or 'an error'}.",
                        "steps": ["Check the service logs on the host", "Restart the failing component"],
                        "confidence": 0.6})
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @contextmanager

@@ -3,7 +3,6 @@ outcome acknowledgement on the real event -> closed loop reads the real recovery
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from hefestus.redact import Redactor
 from hefestus.remediation import Remediator, audit_lines, load_remediation_rules
 from hefestus.render import MARKER
 from hefestus.store import Store
-from hefestus.testing import LabHost, ZabbixLab
+from hefestus.testing import LabHost, ZabbixLab, eventually
 from hefestus.testing_rundeck import FakeRundeck
 
 from .conftest import ROOT, write_config
@@ -48,16 +47,6 @@ job_name = "Clean disk"
 options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
 recovery_window = 60
 """
-
-
-def wait(check: Any, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fire(lab: ZabbixLab, host: LabHost, text: str) -> int:
@@ -112,18 +101,18 @@ def test_problem_to_job_to_outcome_and_the_closed_loop(lab: ZabbixLab, tmp_path:
         handle(first, disk_full)
 
         # the restart succeeds: its outcome is the second message on the real event ...
-        got = wait(lambda: len(m := messages(lab, web, unit_failed)) >= 2 and m, what="outcome")
+        got = eventually(lambda: len(m := messages(lab, web, unit_failed)) >= 2 and m, what="outcome")
         assert got[0].endswith(f"Self-healing: running Rundeck job 'Restart service' (ops) with "
                                f"unit=nginx.service, host={web.host} — outcome will follow")
         assert got[1].startswith(f"{MARKER} self-healing: Rundeck job 'Restart service' (ops) "
                                  "succeeded in ")
         assert "nginx is active" in got[1] and f"{fake.url}/project/ops/execution/show/" in got[1]
         # ... and, the problem left open, the closed loop says so after the window
-        still = wait(lambda: len(m := messages(lab, web, unit_failed)) >= 3 and m[2], what="still open")
+        still = eventually(lambda: len(m := messages(lab, web, unit_failed)) >= 3 and m[2], what="still open")
         assert still.startswith(f"{MARKER} self-healing: remediation ran but the problem is still open")
 
         # the daemon "dies" while the disk clean-up runs; the next one follows it, never reruns it
-        wait(lambda: (rec := store.remediation(disk_full)) and rec.state == "running", what="running")
+        eventually(lambda: (rec := store.remediation(disk_full)) and rec.state == "running", what="running")
         first.stop(0)
         second = remediator()
         assert second.resume() == {"running": 1}
@@ -131,10 +120,10 @@ def test_problem_to_job_to_outcome_and_the_closed_loop(lab: ZabbixLab, tmp_path:
         exec_id = store.remediation(disk_full).exec_id  # type: ignore[union-attr]
         assert exec_id is not None
         fake.finish(exec_id)
-        got = wait(lambda: len(m := messages(lab, disk, disk_full)) >= 2 and m, what="disk outcome")
+        got = eventually(lambda: len(m := messages(lab, disk, disk_full)) >= 2 and m, what="disk outcome")
         assert "Rundeck job 'Clean disk' (ops) succeeded" in got[1]
         lab.send([(disk, "")])  # the trigger recovers: Zabbix sets the event's r_eventid
-        wait(lambda: store.remediation(disk_full).result == "recovered",  # type: ignore[union-attr]
+        eventually(lambda: store.remediation(disk_full).result == "recovered",  # type: ignore[union-attr]
              what="recovered")
         assert len(messages(lab, disk, disk_full)) == 2  # recovered: nothing more to say
         assert len(fake.calls("run")) == 2

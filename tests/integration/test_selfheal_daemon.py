@@ -11,10 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from hefestus.render import MARKER
-from hefestus.testing import LabHost, ZabbixLab
+from hefestus.testing import LabHost, ZabbixLab, eventually
 from hefestus.testing_rundeck import FakeRundeck
 
 from ..conftest import record_fault
@@ -51,16 +50,6 @@ def messages(lab: ZabbixLab, host: LabHost) -> list[str]:
     return out
 
 
-def wait(check: Any, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def start(cfg: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "hefestus", "run", "--poll-interval", "1"],
                             env={**os.environ, "HEFESTUS_CONFIG": str(cfg)}, stdout=subprocess.DEVNULL,
@@ -84,11 +73,11 @@ def test_job_runs_once_across_kill_9_and_outcome_and_closed_loop_follow(lab: Zab
                        env={**os.environ, "HEFESTUS_CONFIG": str(cfg)})
         lab.send([(host, UNIT_FAILED)])
         daemon = start(cfg)
-        first = wait(lambda: messages(lab, host), what="first message")[0]
+        first = eventually(lambda: messages(lab, host), what="first message")[0]
         assert first.splitlines()[1] == (
             f"Self-healing: running Rundeck job 'Restart systemd service' (ops) with unit=nginx.service, "
             f"host={host.host} — outcome will follow")
-        wait(lambda: fake.calls("run"), what="the run call")
+        eventually(lambda: fake.calls("run"), what="the run call")
         daemon.send_signal(signal.SIGKILL)  # mid-job
         daemon.wait()
         daemon = start(cfg)
@@ -96,7 +85,7 @@ def test_job_runs_once_across_kill_9_and_outcome_and_closed_loop_follow(lab: Zab
             time.sleep(3)  # a few polls: the restarted daemon follows the execution
             assert len(fake.calls("run")) == 1, "a job must never start twice"
             fake.finish(next(iter(fake.executions)))
-            got = wait(lambda: len(m := messages(lab, host)) >= 3 and m, timeout=60, what="outcome + loop")
+            got = eventually(lambda: len(m := messages(lab, host)) >= 3 and m, timeout=60, what="outcome + loop")
         finally:
             err = stop(daemon)
         assert job.name == "Restart systemd service"
@@ -143,7 +132,7 @@ def test_rundeck_faults_are_reported_and_never_run_twice(lab: ZabbixLab, tmp_pat
             for f in faults:  # one at a time, so each run call meets its own fault
                 fake.fault("run", f)  # type: ignore[arg-type]
                 lab.send([(hosts[f], UNIT_FAILED)])
-                got[f] = wait(lambda h=hosts[f]: len(m := messages(lab, h)) >= 2 and m, timeout=90,  # type: ignore[misc]
+                got[f] = eventually(lambda h=hosts[f]: len(m := messages(lab, h)) >= 2 and m, timeout=90,  # type: ignore[misc]
                               what=f"{f} outcome: {messages(lab, hosts[f])}")
         finally:
             stop(daemon)
@@ -192,14 +181,14 @@ options.service = {{ value = "{{tag:service}}", allow = '^[a-z0-9-]{{1,60}}$' }}
         lab.events_for([web, db], expect=2)
         daemon = start(cfg)
         try:
-            wait(lambda: len(messages(lab, web)) >= 2, what="the first run's outcome")
+            eventually(lambda: len(messages(lab, web)) >= 2, what="the first run's outcome")
             lab.send([(web, UNIT_FAILED.replace("03:12:09", "03:14:30"))])
             lab.events_for([web], expect=2)
 
             def firsts_() -> list[str]:
                 return [m for m in messages(lab, web) if not m.startswith(f"{MARKER} self-healing:")]
 
-            firsts = wait(lambda: len(f := firsts_()) >= 2 and f, what="the second event's message")
+            firsts = eventually(lambda: len(f := firsts_()) >= 2 and f, what="the second event's message")
         finally:
             stop(daemon)
         assert len(firsts) == 2
