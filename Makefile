@@ -57,6 +57,7 @@ unit: venv test-deps
 	$(PY) -m pytest -m 'not zabbix' tests
 
 test: venv test-deps zabbix
+	$(PY) -m ruff check daemon tests bench deploy
 	$(PY) -m mypy daemon/hefestus
 	$(PY) -m pytest tests
 

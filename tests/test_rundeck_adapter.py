@@ -26,9 +26,14 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 
 from hefestus.adapters.rundeck import Execution, RundeckClient
 from hefestus.config import RundeckSettings
-from hefestus.errors import (RundeckAuthError, RundeckError, RundeckProtocolError, RundeckRejected,
-                             RundeckUnavailable)
-from hefestus.testing_rundeck import Call, Fault, FakeRundeck
+from hefestus.errors import (
+    RundeckAuthError,
+    RundeckError,
+    RundeckProtocolError,
+    RundeckRejected,
+    RundeckUnavailable,
+)
+from hefestus.testing_rundeck import Call, FakeRundeck, Fault
 
 # tests/ -> the repo -> its parent, which holds shared/ (here and in CI)
 SPEC = Path(__file__).resolve().parents[2] / "shared/reference/rundeck-openapi-v48.yml"

@@ -40,9 +40,23 @@ from starlette.exceptions import HTTPException
 from . import __version__
 from .api_middleware import Guard, Observe, http_metrics
 from .api_middleware import json_response as _json
-from .api_models import (ApiError, ApiSettings, Component, DomainInfo, Domains, ErrorReport, Health,
-                         InvalidRequest, Live, Queued, Ready, Resolution, UnknownDomain, ZabbixPush,
-                         invalid_request)
+from .api_models import (
+    ApiError,
+    ApiSettings,
+    Component,
+    DomainInfo,
+    Domains,
+    ErrorReport,
+    Health,
+    InvalidRequest,
+    Live,
+    Queued,
+    Ready,
+    Resolution,
+    UnknownDomain,
+    ZabbixPush,
+    invalid_request,
+)
 from .api_server import Server, serve
 from .errors import HefestusError
 from .model import Suggestion

@@ -26,7 +26,6 @@ from .adapters.slack import SlackNotifier
 from .adapters.teams import TeamsNotifier
 from .adapters.zabbix import ZabbixClient
 from .analysis import Analyzer, compile_profiles
-from .prompt import Profile
 from .announce import Announcer
 from .backend import ApiBackend, HealthBoard
 from .classify import Knowledge, load_knowledge
@@ -35,6 +34,7 @@ from .errors import ConfigError, HefestusError, ModelError, StateError, ZabbixUn
 from .metrics import DaemonCollector, Totals
 from .notify import Dispatcher, Notifier
 from .pipeline import CycleReport, Pipeline, Planned
+from .prompt import Profile
 from .redact import Redactor
 from .remediation import Outcome, Remediator, check_jobs
 from .store import Store

@@ -33,8 +33,13 @@ from typing import Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import structlog
-from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
-                      stop_before_delay)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+)
 
 from .errors import HefestusError
 

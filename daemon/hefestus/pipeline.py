@@ -30,9 +30,9 @@ import structlog
 from .classify import Knowledge
 from .config import AcknowledgeSettings, IntakeSettings
 from .errors import ZabbixRejected, ZabbixUnavailable
+from .fingerprint import mask_hosts, normalise
 from .model import Classification, EventFilter, Problem, Suggestion
 from .ports import Zabbix
-from .fingerprint import mask_hosts, normalise
 from .render import MARKER, render
 from .store import FINAL_STATES, Store
 

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def normalize(name: str) -> str:
@@ -99,7 +99,7 @@ class Model:
         stat = self.gguf.stat()
         family = meta.get("general.architecture", "llama")
         return {"name": self.display, "model": self.display, "size": stat.st_size,
-                "modified_at": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(),
+                "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
                 "digest": self.digest,
                 "details": {"parent_model": "", "format": "gguf", "family": family,
                             "families": [family],
