@@ -26,7 +26,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,7 +59,7 @@ from zabbix_floor import JsonRpc, run_floor
 from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import ZabbixSettings
 from hefestus.render import MARKER
-from hefestus.testing import LabHost, ZabbixLab
+from hefestus.testing import LabHost, ZabbixLab, free_port, toml_value
 from hefestus.testing_ollama import model_server
 
 URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL",
@@ -127,23 +126,11 @@ def bench_user(call: Any) -> str:
                     usrgrps=[{"usrgrpid": "7"}])["userids"][0])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- hefestus side
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_config(workdir: Path, args: argparse.Namespace, ollama: dict[str, Any]) -> Path:
@@ -158,7 +145,7 @@ def write_config(workdir: Path, args: argparse.Namespace, ollama: dict[str, Any]
         "ollama": {"model": MODEL, **ollama},
         "analysis": {"mode": "model-always"},
     }
-    text = "".join(f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items()) + "\n"
+    text = "".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items()) + "\n"
                    for name, values in sections.items())
     path = workdir / "hefestus.toml"
     path.write_text(text)

@@ -31,6 +31,8 @@ from typing import Any, NoReturn
 
 import pytest
 
+from hefestus.testing import free_port, wait_serving
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "hefestus.service"
@@ -264,10 +266,6 @@ def _zabbix_errors(metrics: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_sandbox_really_restricts(unit: dict[str, dict[str, list[str]]]) -> None:
@@ -298,7 +296,7 @@ def test_daemon_runs_under_the_units_seccomp_restrictions(unit: dict[str, dict[s
     all with the syscalls and memory rules of deploy/hefestus.service."""
     import httpx
 
-    port, dead, token = _free_port(), _free_port(), "sandbox-test-token-0123456789"
+    port, dead, token = free_port(), free_port(), "sandbox-test-token-0123456789"
     config = tmp_path / "hefestus.toml"
     config.write_text(
         f'[zabbix]\nurl = "http://127.0.0.1:{dead}"\ntoken = "not-used-zabbix-is-down"\n'
@@ -316,14 +314,7 @@ def test_daemon_runs_under_the_units_seccomp_restrictions(unit: dict[str, dict[s
     base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        wait_serving(base, proc, log=log, timeout=30)
         answer = httpx.post(f"{base}/api/errors/database", headers=auth, timeout=10,
                             json={"error_details": "FATAL:  sorry, too many clients already"})
         assert answer.status_code == 200 and answer.json()["category"] == "too-many-connections"

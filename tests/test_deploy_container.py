@@ -8,13 +8,14 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hefestus.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -143,7 +144,7 @@ def test_docker_healthcheck_follows_the_api_setting(tmp_path: Path) -> None:
 
     config.write_text('[zabbix]\nurl = "http://127.0.0.1:1"\n')
     assert check().returncode == 0
-    port = _free_port()
+    port = free_port()
     config.write_text(f'[api]\nenabled = true\nlisten = "0.0.0.0:{port}"\n')
     down = check()
     assert down.returncode == 1 and f"http://127.0.0.1:{port}/healthz" in down.stdout, down.stdout
@@ -170,7 +171,3 @@ def test_docker_healthcheck_follows_the_api_setting(tmp_path: Path) -> None:
     assert check().returncode == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

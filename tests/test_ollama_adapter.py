@@ -4,7 +4,6 @@ and every way the server can fail, translated into Hefestus's errors."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hefestus.config import OllamaSettings
 from hefestus.errors import ModelBadAnswer, ModelNotFound, ModelUnavailable
 from hefestus.model import ModelRequest
 from hefestus.prompt import ANSWER_SCHEMA, parse_answer
+from hefestus.testing import free_port
 from hefestus.testing_ollama import FakeOllama
 
 
@@ -37,10 +37,6 @@ def adapter(url: str, **kw: object) -> OllamaModel:
     return OllamaModel(OllamaSettings(url=url, model="llama3.1:8b", **kw))  # type: ignore[arg-type]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_request_body_carries_schema_options_and_keep_alive(server: FakeOllama) -> None:

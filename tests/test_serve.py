@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from hefestus.testing import free_port, wait_serving
 from hefestus.testing_ollama import FakeOllama
 
 DATA = Path(__file__).parent / "data"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_answers_ci_pipelines_with_patterns_and_the_model(tmp_path: Path) -> None:
@@ -36,15 +31,7 @@ def test_serve_answers_ci_pipelines_with_patterns_and_the_model(tmp_path: Path) 
                                 env={**os.environ, "HEFESTUS_ZABBIX_TOKEN": ""})
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+            wait_serving(base, proc)
             known = httpx.post(f"{base}/api/errors/database", timeout=10,
                                json={"error_details": "FATAL:  sorry, too many clients already", "context": "ci"})
             assert known.status_code == 200

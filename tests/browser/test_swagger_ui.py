@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from hefestus.testing import free_port, wait_serving
 
 from .chrome import console_errors, outside, requested_urls
 
@@ -28,9 +27,7 @@ ERROR = "Nov 24 03:12:09 web systemd[1]: nginx.service: Failed with result 'exit
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """`hefestus serve`: the API alone, no Zabbix, patterns only (no model)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "hefestus.toml"
     config.write_text(f'[classification]\nrules_dir = "{ROOT / "rules"}"\npatterns_dir = "{ROOT / "patterns"}"\n'
                       f'[ollama]\nmodel = ""\n[api]\ntoken = "{TOKEN}"\n[logging]\nformat = "json"\n')
@@ -41,15 +38,7 @@ def served(tmp_path: Path) -> Iterator[str]:
                                  "--listen", f"127.0.0.1:{port}"], stderr=err, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_serving(base, proc, log=log)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.app import App, build
 from hefestus.config import Settings, load_settings
 from hefestus.errors import ZabbixError
-from hefestus.testing import ZabbixLab
+from hefestus.testing import ZabbixLab, toml_value
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_PORT = os.environ.get("HEFESTUS_ZBX_WEB_PORT", "8089")
@@ -50,20 +50,12 @@ def write_config(tmp_path: Path, url: str = ZABBIX_URL, *, user: tuple[str, str]
     for name, values in base.items():
         lines.append(f"[{name}]")
         for k, v in values.items():
-            lines.append(f"{k} = {_toml(v)}")
+            lines.append(f"{k} = {toml_value(v)}")
     path = tmp_path / "hefestus.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from hefestus.app import App
 from hefestus.render import MARKER
-from hefestus.testing import ZabbixLab
+from hefestus.testing import ZabbixLab, free_port
 
 from .conftest import write_config
 from .test_end_to_end import acks, fire, run_until_quiet
@@ -60,10 +59,6 @@ def test_unclassified_problem_gets_a_model_answer_and_no_secret_leaks(
     assert SECRET not in run.stderr and '"model answered"' in run.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_model_down_still_acknowledges_with_patterns_and_says_why(

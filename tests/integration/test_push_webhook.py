@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
-from hefestus.testing import LabHost, ZabbixLab, hefestus_messages
+from hefestus.testing import LabHost, ZabbixLab, free_port, hefestus_messages
 
 from .conftest import ROOT, write_config
 
@@ -40,10 +39,6 @@ SENT, FAILED = "1", "2"
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:

@@ -17,24 +17,18 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.cli import main
 from hefestus.config import load_settings
 from hefestus.errors import ZabbixAuthError
-from hefestus.testing import ZabbixLab
+from hefestus.testing import ZabbixLab, free_port
 
 from ..conftest import record_fault
 from .conftest import IT_USER, write_config
 from .test_end_to_end import SAMPLES, acks, fire, make_hosts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Frontend:
     """A second, private frontend process on the same Zabbix database, so it can be stopped."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
