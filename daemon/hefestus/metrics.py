@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -124,7 +123,3 @@ def _notify_metrics(stats: Mapping[str, Any]) -> Iterator[Any]:
         queued.add_metric([name], st.queued)
     yield sent
     yield queued
-
-
-def register(registry: CollectorRegistry, collector: DaemonCollector) -> None:
-    registry.register(collector)
