@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 
-from hefestus.patterns import Dictionary, Pattern, load_catalog
-from hefestus.regex import compile_regex
+from hefestus.classify.patterns import Dictionary, Pattern, load_catalog
+from hefestus.classify.regex import compile_regex
 
 MIN_PATTERNS = 500
 NOISE = [

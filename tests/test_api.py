@@ -21,12 +21,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from hefestus.api import ApiSettings, create_app, serve
-from hefestus.api_models import parse_listen
-from hefestus.api_server import Server
-from hefestus.classify import Knowledge, load_knowledge
+from hefestus.api.app import ApiSettings, create_app, serve
+from hefestus.api.models import parse_listen
+from hefestus.api.server import Server
+from hefestus.classify.knowledge import Knowledge, load_knowledge
 from hefestus.errors import ConfigError, StateError
-from hefestus.model import Suggestion
+from hefestus.values import Suggestion
 
 from .conftest import DATA
 

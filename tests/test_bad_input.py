@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from hefestus.adapters.ollama import OllamaModel
-from hefestus.analysis import Analyzer, compile_profiles
-from hefestus.classify import Knowledge, load_knowledge
+from hefestus.analysis.analyzer import Analyzer, compile_profiles
+from hefestus.classify.knowledge import Knowledge, load_knowledge
 from hefestus.config import AcknowledgeSettings, AnalysisSettings, IntakeSettings, OllamaSettings
 from hefestus.errors import StateError
-from hefestus.pipeline import Pipeline
+from hefestus.pipeline.cycle import Pipeline
+from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.render import MARKER
-from hefestus.store import Store
+from hefestus.state.store import Store
 from hefestus.testing import FakeZabbix, problem
-from hefestus.testing_ollama import FakeOllama
+from tests.support.ollama import FakeOllama
 
 from .conftest import record_fault
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hefestus.breaker import Breaker, BreakerOpen
+from hefestus.analysis.breaker import Breaker, BreakerOpen
 
 
 class Down(Exception):

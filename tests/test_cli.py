@@ -73,7 +73,7 @@ def test_check_reports_zabbix_down_as_failure(config: Path, capsys: pytest.Captu
 
 def test_analyze_asks_the_model_when_one_is_configured(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A text no pattern knows gets the model's answer; --no-model keeps to the patterns."""
-    from hefestus.testing_ollama import FakeOllama
+    from tests.support.ollama import FakeOllama
 
     with FakeOllama() as fake:
         config.write_text(config.read_text() + f'[ollama]\nurl = "{fake.url}"\nmodel = "llama3.1:8b"\n')
@@ -87,7 +87,7 @@ def test_analyze_asks_the_model_when_one_is_configured(config: Path, capsys: pyt
 
 
 def test_check_tells_model_not_pulled_from_server_down(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hefestus.testing_ollama import FakeOllama
+    from tests.support.ollama import FakeOllama
 
     base = config.read_text().replace('token = "x"', 'token = "x"\nretries = 1\ntimeout = 2')
     with FakeOllama(models=["mistral:7b"]) as fake:

@@ -8,7 +8,7 @@ import pytest
 
 from hefestus.config import find_config, load_settings
 from hefestus.errors import ConfigError
-from hefestus.model import Severity
+from hefestus.values import Severity
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDS = {"HEFESTUS_ZABBIX_USER": "hefestus", "HEFESTUS_ZABBIX_PASSWORD": "s3cret-pass"}

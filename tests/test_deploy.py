@@ -15,9 +15,7 @@ the sandbox launcher those tests use.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import json
 import os
 import re
 import shutil
@@ -27,11 +25,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
-from hefestus.testing import free_port, wait_serving
+from tests.support.helpers import free_port, wait_serving
+from tests.support.sandbox import sandboxed
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -202,65 +201,6 @@ def _syscall_groups() -> dict[str, list[str]]:
     return groups
 
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
-def _sandbox_exec(spec: dict[str, Any], argv: list[str]) -> NoReturn:
-    """Load the filters systemd would load for the unit, then exec ``argv`` under them.
-
-    Two stacked filters, as systemd does: first MemoryDenyWriteExecute and the address
-    families (default allow), then the system-call allow-list (default: the unit's errno).
-    libseccomp sets no_new_privs, like NoNewPrivileges=yes.
-    """
-    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    allow, eq, masked_eq = 0x7FFF0000, 4, 7
-
-    def act_errno(code: int) -> int:
-        return 0x00050000 | (code & 0xFFFF)
-
-    def rule(ctx: int, action: int, name: str, *conds: tuple[int, int, int, int]) -> None:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr == -1:  # not a system call of this architecture (e.g. _llseek on x86_64)
-            return
-        array = (_ArgCmp * max(len(conds), 1))(*[_ArgCmp(*c) for c in conds])
-        rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conds), array if conds else None)
-        if rc < 0 and nr >= 0:
-            raise OSError(-rc, f"seccomp_rule_add({name})")
-
-    first = lib.seccomp_init(allow)
-    if spec["mdwe"]:  # what systemd's MemoryDenyWriteExecute=yes installs
-        w_x, prot_exec, shm_exec = 0x2 | 0x4, 0x4, 0o100000
-        rule(first, act_errno(errno.EPERM), "mmap", (2, masked_eq, w_x, w_x))
-        rule(first, act_errno(errno.EPERM), "mprotect", (2, masked_eq, prot_exec, prot_exec))
-        rule(first, act_errno(errno.EPERM), "pkey_mprotect", (2, masked_eq, prot_exec, prot_exec))
-        rule(first, act_errno(errno.EPERM), "shmat", (2, masked_eq, shm_exec, shm_exec))
-    if spec["families"]:
-        for family in range(0, 64):
-            if family not in spec["families"]:
-                rule(first, act_errno(errno.EAFNOSUPPORT), "socket", (0, eq, family, 0))
-    if lib.seccomp_load(first) < 0:
-        raise OSError("seccomp_load (MemoryDenyWriteExecute, RestrictAddressFamilies) failed")
-    if spec["allow"]:
-        second = lib.seccomp_init(act_errno(spec["errno"]))
-        for name in spec["allow"]:
-            rule(second, allow, name)
-        if lib.seccomp_load(second) < 0:
-            raise OSError("seccomp_load (SystemCallFilter) failed")
-    os.execv(argv[0], argv)
-
-
-def sandboxed(spec: dict[str, Any], argv: list[str]) -> list[str]:
-    return [sys.executable, __file__, "--sandbox", json.dumps(spec), "--", *argv]
-
-
 def _zabbix_errors(metrics: str) -> float:
     found = re.search(r'^hefestus_dependency_errors_total\{dependency="zabbix"\} (\S+)$', metrics, re.M)
     return float(found.group(1)) if found else 0.0
@@ -334,8 +274,3 @@ def test_daemon_runs_under_the_units_seccomp_restrictions(unit: dict[str, dict[s
     assert proc.returncode == 0, text[-3000:]
     assert "zabbix unavailable" in text and '"stopped"' in text.splitlines()[-1]
     assert "Traceback" not in text and "Operation not permitted" not in text, text[-3000:]
-
-if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[1] == "--sandbox" and sys.argv[3] == "--":
-        _sandbox_exec(json.loads(sys.argv[2]), sys.argv[4:])
-    sys.exit("usage: test_deploy.py --sandbox SPEC -- COMMAND [ARGS...]")

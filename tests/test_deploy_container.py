@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hefestus.testing import free_port
+from tests.support.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -131,8 +131,8 @@ def test_dockerfile_copies_only_what_exists_and_is_in_the_build_context(docker: 
 
 def test_docker_healthcheck_follows_the_api_setting(tmp_path: Path) -> None:
     """Disabled API: passes on a parseable config. Enabled: asks /healthz of a real server."""
-    from hefestus.api import create_app, serve
-    from hefestus.api_models import ApiSettings
+    from hefestus.api.app import create_app, serve
+    from hefestus.api.models import ApiSettings
 
     script = DEPLOY / "docker-healthcheck.py"
     config = tmp_path / "hefestus.toml"

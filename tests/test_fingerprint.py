@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hefestus.fingerprint import LIMIT, fingerprint, normalise
+from hefestus.analysis.fingerprint import LIMIT, fingerprint, normalise
 
 CRASHLOOP_A = (
     "Nov 24 12:00:01 node-3 kubelet[1234]: E1124 12:00:01.789012    1234 pod_workers.go:1298] "

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hefestus.classify.patterns import load_dictionary
+from hefestus.classify.routing import load_router
 from hefestus.config import load_settings
 from hefestus.errors import ConfigError
-from hefestus.patterns import load_dictionary
-from hefestus.rules import load_router
 
 keys = st.sampled_from(["zabbix", "intake", "rule", "pattern", "dictionary", "default", "url", "token",
                         "regex", "id", "domain", "category", "poll_interval", "min_severity", "x"])

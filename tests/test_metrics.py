@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from hefestus.analysis import AnalysisStats
-from hefestus.classify import Knowledge
-from hefestus.metrics import DaemonCollector, Totals
-from hefestus.model import Suggestion
-from hefestus.notify import NotifierStats
-from hefestus.pipeline import CycleReport, Planned
+from hefestus.analysis.analyzer import AnalysisStats
+from hefestus.api.metrics import DaemonCollector, Totals
+from hefestus.classify.knowledge import Knowledge
+from hefestus.notify.dispatcher import NotifierStats
+from hefestus.pipeline.cycle import CycleReport, Planned
 from hefestus.testing import problem
+from hefestus.values import Suggestion
 
 
 def test_metrics_families_from_the_daemon_counters(test_knowledge: Knowledge) -> None:

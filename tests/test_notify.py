@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 
 from hefestus.adapters.slack import SlackNotifier, mrkdwn_escape, slack_payload
 from hefestus.adapters.teams import TeamsNotifier, teams_payload
-from hefestus.notify import (
+from hefestus.notify.dispatcher import (
     Dispatcher,
     Notification,
     NotifyError,
@@ -38,7 +38,7 @@ from hefestus.notify import (
     zabbix_event_url,
 )
 from hefestus.redact import REDACTED, Redactor
-from hefestus.testing_webhooks import Receiver, Reply
+from tests.support.webhooks import Receiver, Reply
 
 SCHEMAS = Path(__file__).parent / "data" / "notify"
 SLACK_TOKEN = "xXs3cr3tSlackT0kenXx"

@@ -11,12 +11,12 @@ import pytest
 import vcr
 
 from hefestus.adapters.ollama import OllamaModel
+from hefestus.analysis.prompt import ANSWER_SCHEMA, parse_answer
 from hefestus.config import OllamaSettings
 from hefestus.errors import ModelBadAnswer, ModelNotFound, ModelUnavailable
-from hefestus.model import ModelRequest
-from hefestus.prompt import ANSWER_SCHEMA, parse_answer
-from hefestus.testing import free_port
-from hefestus.testing_ollama import FakeOllama
+from hefestus.values import ModelRequest
+from tests.support.helpers import free_port
+from tests.support.ollama import FakeOllama
 
 
 def request(model: str = "llama3.1:8b", timeout: float = 5.0, **kw: object) -> ModelRequest:
@@ -113,7 +113,7 @@ def test_invalid_answers_are_rejected_with_a_reason(server: FakeOllama, content:
 
 
 def test_confidence_given_as_a_percentage_is_read_as_one() -> None:
-    from hefestus.model import ModelReply
+    from hefestus.values import ModelReply
 
     answer = parse_answer(ModelReply(json.dumps({"cause": "disk full", "steps": ["df -h"],
                                                  "confidence": 85}), "stop"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hefestus.classify.patterns import load_catalog, load_dictionary
 from hefestus.errors import ConfigError
-from hefestus.patterns import load_catalog, load_dictionary
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "patterns").glob("*.toml"))
@@ -169,7 +169,7 @@ def test_invalid_utf8_file_is_a_clean_error(tmp_path: Path) -> None:
 
 def test_dictionary_too_big_for_one_automaton_still_matches_in_order() -> None:
     """RE2's combined set has a memory budget; past it, each regex is tried in turn (still RE2)."""
-    from hefestus import regex
+    from hefestus.classify import regex
 
     saved = regex._SET_OPTIONS.max_mem
     regex._SET_OPTIONS.max_mem = 1 << 12

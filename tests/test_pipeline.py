@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from hefestus.classify import Knowledge
+from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ZabbixUnavailable
-from hefestus.pipeline import Pipeline
-from hefestus.render import MARKER
-from hefestus.store import Store
+from hefestus.pipeline.cycle import Pipeline
+from hefestus.pipeline.render import MARKER
+from hefestus.state.store import Store
 from hefestus.testing import FakeZabbix, problem
 
 DISK = "kernel: write error: No space left on device"

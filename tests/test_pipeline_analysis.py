@@ -11,15 +11,15 @@ import pytest
 
 from hefestus import logs
 from hefestus.adapters.ollama import OllamaModel
-from hefestus.analysis import Analyzer, compile_profiles
-from hefestus.classify import Knowledge
+from hefestus.analysis.analyzer import Analyzer, compile_profiles
+from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AcknowledgeSettings, AnalysisSettings, IntakeSettings, OllamaSettings
-from hefestus.pipeline import Pipeline
+from hefestus.pipeline.cycle import Pipeline
+from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.render import MARKER
-from hefestus.store import Store
+from hefestus.state.store import Store
 from hefestus.testing import FakeZabbix, problem
-from hefestus.testing_ollama import FakeOllama
+from tests.support.ollama import FakeOllama
 
 from .test_analysis import storm
 
@@ -124,7 +124,7 @@ def test_each_kind_is_written_as_soon_as_its_answer_is_in(
     """A slow answer for one kind does not hold back another kind's messages."""
     import time as _time
 
-    from hefestus.testing_ollama import default_answer
+    from tests.support.ollama import default_answer
 
     def answer(body: dict) -> str:  # type: ignore[type-arg]
         if "payments" in body["messages"][1]["content"]:

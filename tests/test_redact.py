@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hefestus.classify.regex import RegexError
 from hefestus.redact import REDACTED, Redactor, processor
-from hefestus.regex import RegexError
 
 R = Redactor()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hefestus.app import KnowledgeHolder
+from hefestus.app.build import KnowledgeHolder
 from hefestus.config import load_settings
 from hefestus.testing import problem
 

@@ -12,15 +12,21 @@ from typing import Any
 import pytest
 
 from hefestus.adapters.rundeck import RundeckClient
+from hefestus.classify.patterns import Catalog, load_catalog
 from hefestus.config import RemediationSettings, RundeckSettings
-from hefestus.model import Classification, Problem
-from hefestus.patterns import Catalog, load_catalog
 from hefestus.redact import Redactor
-from hefestus.remediation import Decision, Outcome, Remediator, audit_lines, load_remediation_rules
-from hefestus.remediation_engine import RUN_ATTEMPTS
-from hefestus.store import Store
+from hefestus.remediation.engine import RUN_ATTEMPTS
+from hefestus.remediation.remediator import (
+    Decision,
+    Outcome,
+    Remediator,
+    audit_lines,
+    load_remediation_rules,
+)
+from hefestus.state.store import Store
 from hefestus.testing import FakeZabbix, problem
-from hefestus.testing_rundeck import FakeRundeck
+from hefestus.values import Classification, Problem
+from tests.support.rundeck import FakeRundeck
 
 from .conftest import DATA
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from hefestus.adapters.rundeck import RundeckClient
+from hefestus.classify.patterns import load_catalog
 from hefestus.config import RundeckSettings
-from hefestus.patterns import load_catalog
-from hefestus.remediation import RemediationRules, check_jobs, load_remediation_rules
-from hefestus.testing_rundeck import FakeRundeck
+from hefestus.remediation.remediator import RemediationRules, check_jobs, load_remediation_rules
+from tests.support.rundeck import FakeRundeck
 
 from .conftest import DATA
 

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hefestus.classify import load_knowledge
+from hefestus.classify.knowledge import load_knowledge
+from hefestus.classify.patterns import Catalog, load_catalog
+from hefestus.classify.routing import load_router
 from hefestus.errors import ConfigError
-from hefestus.model import Classification, ItemValue
-from hefestus.patterns import Catalog, load_catalog
-from hefestus.remediation_rules import RemediationRules, load_remediation_rules
-from hefestus.rules import load_router
+from hefestus.remediation.rules import RemediationRules, load_remediation_rules
 from hefestus.testing import problem
+from hefestus.values import Classification, ItemValue
 
 from .conftest import DATA, ROOT
 
@@ -125,7 +125,7 @@ def test_matching_narrows_like_a_routing_rule(tmp_path: Path, catalog: Catalog) 
                         'job_name = "Restart service"\nhost_groups = ["Web*"]\nmin_severity = "high"')
     rules = load(tmp_path, text, catalog)
     c = classified(catalog, UNIT_FAILED)
-    from hefestus.model import Severity
+    from hefestus.values import Severity
 
     assert rules.find(problem(1, text=UNIT_FAILED, groups=["Web"], severity=Severity.HIGH), c)
     assert not rules.find(problem(1, text=UNIT_FAILED, groups=["Web"]), c)

@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from hefestus.store import SCHEMA_VERSION, AuditEntry, RemediationRecord, Store
+from hefestus.state.store import SCHEMA_VERSION, AuditEntry, RemediationRecord, Store
 
 
 def record(eventid: int, **kw: object) -> RemediationRecord:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from hefestus.errors import ZabbixRejected
-from hefestus.model import EventFilter
 from hefestus.testing import FakeZabbix, problem
+from hefestus.values import EventFilter
 
 from .test_zabbix_adapter import Reply, Server, client, ok
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hefestus.model import Classification
-from hefestus.render import MARKER, ZABBIX_MESSAGE_LIMIT, render
+from hefestus.pipeline.render import MARKER, ZABBIX_MESSAGE_LIMIT, render
+from hefestus.values import Classification
 
 
 def cls(**kw: object) -> Classification:
@@ -65,7 +65,7 @@ def test_custom_limit_is_honoured() -> None:
 
 def test_model_answer_says_where_it_came_from_and_leaves_out_the_event_excerpt() -> None:
     """A model answer is shared by a storm's events: no per-event excerpt, so they batch."""
-    from hefestus.model import Suggestion
+    from hefestus.values import Suggestion
 
     c = cls()
     s = Suggestion(c, "Log rotation stopped and /var filled up.", ("df -h /var", "journalctl -u logrotate"),
@@ -82,7 +82,7 @@ def test_model_answer_says_where_it_came_from_and_leaves_out_the_event_excerpt()
 
 
 def test_fallback_note_is_shown_with_the_pattern_suggestion() -> None:
-    from hefestus.model import Suggestion
+    from hefestus.values import Suggestion
 
     s = Suggestion.from_pattern(cls(), note="Model llama3.1:8b is unavailable: Ollama at http://m:11434: "
                                             "cannot connect (is it running?) while asking llama3.1:8b")

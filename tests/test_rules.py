@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hefestus.classify import Knowledge
+from hefestus.classify.knowledge import Knowledge
+from hefestus.classify.routing import load_router
 from hefestus.errors import ConfigError
-from hefestus.model import Severity
-from hefestus.rules import load_router
 from hefestus.testing import problem
+from hefestus.values import Severity
 
 DOMAINS = ["linux", "database", "kubernetes"]
 

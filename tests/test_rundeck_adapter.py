@@ -33,7 +33,7 @@ from hefestus.errors import (
     RundeckRejected,
     RundeckUnavailable,
 )
-from hefestus.testing_rundeck import Call, FakeRundeck, Fault
+from tests.support.rundeck import Call, FakeRundeck, Fault
 
 # tests/ -> the repo -> its parent, which holds shared/ (here and in CI)
 SPEC = Path(__file__).resolve().parents[2] / "shared/reference/rundeck-openapi-v48.yml"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from hefestus.testing import free_port, wait_serving
-from hefestus.testing_ollama import FakeOllama
+from tests.support.helpers import free_port, wait_serving
+from tests.support.ollama import FakeOllama
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hefestus.errors import StateError
-from hefestus.store import Store
+from hefestus.state.store import Store
 
 
 def test_cursor_and_ledger_survive_reopen(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def test_version_specific_parameter_names(server: Server) -> None:
         return ok([], req)
 
     server.replies = reply
-    from hefestus.model import EventFilter
+    from hefestus.values import EventFilter
 
     c = client(server)
     c.events(EventFilter(), eventid_from=1)

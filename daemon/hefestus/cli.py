@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, logs
-from .config import Settings, find_config, load_settings
-from .errors import ConfigError, HefestusError, StateError, ZabbixError
+from hefestus import __version__, logs
+from hefestus.config import Settings, find_config, load_settings
+from hefestus.errors import ConfigError, HefestusError, StateError, ZabbixError
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -77,7 +77,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     settings = _settings(args)
-    from .redact import Redactor
+    from hefestus.redact import Redactor
 
     logs.setup(settings.logging.level, settings.logging.format,
                redact=Redactor(settings.redaction.patterns))
@@ -87,7 +87,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _state(settings, args)
     if args.command == "remediation":
         return _remediation(settings, args)
-    from .app import build, run_cycle, serve_forever
+    from hefestus.app.build import build, run_cycle, serve_forever
 
     if args.poll_interval:
         intake = settings.intake.model_copy(update={"poll_interval": args.poll_interval})
@@ -127,18 +127,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     from prometheus_client import CollectorRegistry
 
-    from .analysis import MemoryCache
-    from .api import create_app
-    from .api_server import Server
-    from .app import KnowledgeHolder, build_analyzer, model_names, model_status
-    from .backend import ApiBackend, HealthBoard
-    from .metrics import DaemonCollector, Totals
-    from .redact import Redactor
+    from hefestus.analysis.analyzer import MemoryCache
+    from hefestus.api.app import create_app
+    from hefestus.api.backend import ApiBackend, HealthBoard
+    from hefestus.api.metrics import DaemonCollector, Totals
+    from hefestus.api.server import Server
+    from hefestus.app.build import KnowledgeHolder, build_analyzer, model_names, model_status
+    from hefestus.redact import Redactor
 
     settings = _offline_settings(args)
     api = settings.api
     if args.listen:
-        from .api_models import ApiSettings
+        from hefestus.api.models import ApiSettings
 
         api = ApiSettings.model_validate({**settings.api.model_dump(), "listen": args.listen})
     redact = Redactor(settings.redaction.patterns)
@@ -163,10 +163,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import MemoryCache
-    from .app import KnowledgeHolder, build_analyzer
-    from .backend import problem_from_text
-    from .redact import Redactor
+    from hefestus.analysis.analyzer import MemoryCache
+    from hefestus.api.backend import problem_from_text
+    from hefestus.app.build import KnowledgeHolder, build_analyzer
+    from hefestus.redact import Redactor
 
     text = sys.stdin.read() if args.text == "-" else args.text
     settings = _offline_settings(args)
@@ -186,7 +186,7 @@ def _analyze(args: argparse.Namespace) -> int:
                "confidence": round(s.confidence, 3), "source": s.source, "model": s.model, "note": s.note}
         print(redact(json.dumps(out, indent=2, ensure_ascii=False)))
     else:
-        from .render import render
+        from hefestus.pipeline.render import render
 
         print(redact(render(s)))
     return EXIT_OK
@@ -199,15 +199,15 @@ def _check(settings: Settings) -> int:
         print(f"[{status:>4}] {what}{': ' + detail if detail else ''}")
 
     line("ok", "configuration", str(settings.source))
-    from .app import KnowledgeHolder
+    from hefestus.app.build import KnowledgeHolder
 
     knowledge = KnowledgeHolder(settings)()
     for domain in knowledge.catalog.domains:
         d = knowledge.catalog[domain]
         line("ok", f"patterns {domain}", f"{len(d)} patterns ({d.path})")
     line("ok", "rules", f"{len(knowledge.router.rules)} rules, default {knowledge.router.default!r}")
-    from .adapters.ollama import OllamaModel
-    from .app import model_names, model_status
+    from hefestus.adapters.ollama import OllamaModel
+    from hefestus.app.build import model_names, model_status
 
     model = OllamaModel(settings.ollama) if settings.ollama.model else None
     if settings.analysis.mode == "pattern":
@@ -216,20 +216,20 @@ def _check(settings: Settings) -> int:
         model_ok, detail = model_status(model, model_names(settings))
         ok = ok and model_ok
         line("ok" if model_ok else "FAIL", "model", detail)
-    from .adapters.rundeck import RundeckClient
-    from .remediation import check_jobs
+    from hefestus.adapters.rundeck import RundeckClient
+    from hefestus.remediation.remediator import check_jobs
 
     rundeck = RundeckClient(settings.rundeck) if settings.rundeck is not None else None
     for status, what, detail in check_jobs(rundeck, knowledge.remediation, mode=settings.remediation.mode,
                                            api_version=settings.rundeck.api_version if settings.rundeck else 0):
         ok = ok and status != "FAIL"
         line(status, what, detail)
-    from .store import Store
+    from hefestus.state.store import Store
 
     store = Store(settings.state_path)
     line("ok", "state", f"{settings.state_path} (cursor {store.cursor})")
     store.close()
-    from .adapters.zabbix import ZabbixClient
+    from hefestus.adapters.zabbix import ZabbixClient
 
     zbx = ZabbixClient(settings.zabbix)
     try:
@@ -257,8 +257,8 @@ def _check(settings: Settings) -> int:
 
 
 def _remediation(settings: Settings, args: argparse.Namespace) -> int:
-    from .remediation import audit_lines
-    from .store import Store
+    from hefestus.remediation.remediator import audit_lines
+    from hefestus.state.store import Store
 
     store = Store(settings.state_path)
     print(f"mode: {settings.remediation.mode}")
@@ -272,7 +272,7 @@ def _remediation(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _state(settings: Settings, args: argparse.Namespace) -> int:
-    from .store import Store
+    from hefestus.state.store import Store
 
     store = Store(settings.state_path)
     print(f"cursor: {store.cursor}")

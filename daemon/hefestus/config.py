@@ -27,11 +27,11 @@ from pydantic import (
     model_validator,
 )
 
-from . import tomlfile
-from .api_models import ApiSettings
-from .errors import ConfigError
-from .model import Severity
-from .regex import RegexError, compile_regex
+from hefestus import tomlfile
+from hefestus.api.models import ApiSettings
+from hefestus.classify.regex import RegexError, compile_regex
+from hefestus.errors import ConfigError
+from hefestus.values import Severity
 
 DEFAULT_CONFIG_PATHS = (Path("hefestus.toml"), Path("/etc/hefestus/hefestus.toml"))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from .redact import Redactor, processor
+from hefestus.redact import Redactor, processor
 
 _SECRET_KEYS = ("password", "token", "secret", "auth", "authorization", "api_key")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from hefestus.regex import Regex, compile_regex
+from hefestus.classify.regex import Regex, compile_regex
 
 REDACTED = "<redacted>"
 

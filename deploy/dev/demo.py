@@ -68,7 +68,7 @@ SAMPLES = [
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "daemon"))
-    from hefestus.testing_ollama import model_server
+    from tests.support.ollama import model_server
 
     own_model = "HEFESTUS_OLLAMA_URL" not in os.environ
     workdir = ROOT / ".demo"
@@ -81,9 +81,10 @@ def main() -> int:
 
 
 def run(env: dict[str, str]) -> int:
+    from tests.support.lab import ZabbixLab, hefestus_messages
+
     from hefestus.adapters.zabbix import ZabbixClient
     from hefestus.config import load_settings
-    from hefestus.testing import ZabbixLab, hefestus_messages
 
     ENV.update(env)
     settings = load_settings(Path(ENV["HEFESTUS_CONFIG"]), ENV)

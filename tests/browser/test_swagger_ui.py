@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hefestus.testing import free_port, wait_serving
+from tests.support.helpers import free_port, wait_serving
 
 from .chrome import console_errors, outside, requested_urls
 

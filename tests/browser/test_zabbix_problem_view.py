@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
-from hefestus.testing import ZabbixLab, hefestus_messages
+from tests.support.lab import ZabbixLab, hefestus_messages
 
 from ..integration.conftest import ADMIN, ZABBIX_URL, admin, lab, write_config  # noqa: F401  (fixtures)
 from .chrome import outside, requested_urls

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
-from hefestus.app import App, build
+from hefestus.app.build import App, build
 from hefestus.config import Settings, load_settings
 from hefestus.errors import ZabbixError
-from hefestus.testing import ZabbixLab, toml_value
+from tests.support.helpers import toml_value
+from tests.support.lab import ZabbixLab
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_PORT = os.environ.get("HEFESTUS_ZBX_WEB_PORT", "8089")

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hefestus.app import App, run_cycle
-from hefestus.render import MARKER
-from hefestus.testing import LabHost, ZabbixLab, hefestus_messages
+from hefestus.app.build import App, run_cycle
+from hefestus.pipeline.render import MARKER
+from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
 
 from .conftest import IT_USER, ROOT, write_config
 
@@ -88,7 +88,7 @@ def test_three_domains_classified_and_acknowledged_once(lab: ZabbixLab, make_app
 
 
 def _expected(domain: str, samples: dict[str, tuple[str, str]]):  # type: ignore[no-untyped-def]
-    from hefestus.classify import load_knowledge
+    from hefestus.classify.knowledge import load_knowledge
 
     k = load_knowledge(ROOT / "rules", ROOT / "patterns")
     return k.catalog.classify(samples[domain][1], domain)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hefestus.testing import LabHost, ZabbixLab, hefestus_messages
-from hefestus.testing_ollama import FakeOllama
+from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
+from tests.support.ollama import FakeOllama
 
 from ..conftest import record_fault
 from .conftest import write_config

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hefestus.app import App
-from hefestus.render import MARKER
-from hefestus.testing import ZabbixLab, free_port
+from hefestus.app.build import App
+from hefestus.pipeline.render import MARKER
+from tests.support.helpers import free_port
+from tests.support.lab import ZabbixLab
 
 from .conftest import write_config
 from .test_end_to_end import acks, fire, run_until_quiet

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hefestus.app import App
-from hefestus.model import Severity
-from hefestus.testing import ZabbixLab, hefestus_messages
+from hefestus.app.build import App
+from hefestus.values import Severity
+from tests.support.lab import ZabbixLab, hefestus_messages
 
 from .test_end_to_end import run_until_quiet
 

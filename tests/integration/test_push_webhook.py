@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
-from hefestus.testing import LabHost, ZabbixLab, free_port, hefestus_messages
+from tests.support.helpers import free_port
+from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
 
 from .conftest import ROOT, write_config
 

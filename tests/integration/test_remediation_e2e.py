@@ -10,15 +10,16 @@ from pydantic import SecretStr
 
 from hefestus.adapters.rundeck import RundeckClient
 from hefestus.adapters.zabbix import ZabbixClient
-from hefestus.classify import load_knowledge
+from hefestus.classify.knowledge import load_knowledge
 from hefestus.config import RemediationSettings, RundeckSettings, load_settings
-from hefestus.model import EventFilter, Problem
+from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.remediation import Remediator, audit_lines, load_remediation_rules
-from hefestus.render import MARKER
-from hefestus.store import Store
-from hefestus.testing import LabHost, ZabbixLab, eventually
-from hefestus.testing_rundeck import FakeRundeck
+from hefestus.remediation.remediator import Remediator, audit_lines, load_remediation_rules
+from hefestus.state.store import Store
+from hefestus.values import EventFilter, Problem
+from tests.support.helpers import eventually
+from tests.support.lab import LabHost, ZabbixLab
+from tests.support.rundeck import FakeRundeck
 
 from .conftest import ROOT, write_config
 

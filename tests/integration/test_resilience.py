@@ -17,7 +17,8 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.cli import main
 from hefestus.config import load_settings
 from hefestus.errors import ZabbixAuthError
-from hefestus.testing import ZabbixLab, free_port
+from tests.support.helpers import free_port
+from tests.support.lab import ZabbixLab
 
 from ..conftest import record_fault
 from .conftest import IT_USER, write_config

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from hefestus.render import MARKER
-from hefestus.testing import LabHost, ZabbixLab, eventually
-from hefestus.testing_rundeck import FakeRundeck
+from hefestus.pipeline.render import MARKER
+from tests.support.helpers import eventually
+from tests.support.lab import LabHost, ZabbixLab
+from tests.support.rundeck import FakeRundeck
 
 from ..conftest import record_fault
 from .conftest import ROOT, write_config

@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 import ollama
 
-from ..config import OllamaSettings
-from ..errors import ModelError, ModelNotFound, ModelUnavailable
-from ..model import ModelReply, ModelRequest
+from hefestus.config import OllamaSettings
+from hefestus.errors import ModelError, ModelNotFound, ModelUnavailable
+from hefestus.values import ModelReply, ModelRequest
 
 
 class OllamaModel:
-    """:class:`~hefestus.ports.LanguageModel` over an Ollama server."""
+    """:class:`~hefestus.pipeline.ports.LanguageModel` over an Ollama server."""
 
     def __init__(self, settings: OllamaSettings, *, transport: httpx.BaseTransport | None = None,
                  clock: Any = time.monotonic) -> None:

@@ -31,15 +31,15 @@ import requests
 import structlog
 from urllib3.exceptions import NewConnectionError
 
-from ..config import RundeckSettings
-from ..errors import (
+from hefestus.adapters.retry import retrying
+from hefestus.config import RundeckSettings
+from hefestus.errors import (
     RundeckAuthError,
     RundeckError,
     RundeckProtocolError,
     RundeckRejected,
     RundeckUnavailable,
 )
-from ._retry import retrying
 
 log = structlog.get_logger("hefestus.rundeck")
 

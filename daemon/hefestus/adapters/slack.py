@@ -32,13 +32,13 @@ import requests
 import structlog
 from pydantic import SecretStr
 
-from ..notify import (
+from hefestus.adapters.webhook import WebhookNotifier
+from hefestus.notify.dispatcher import (
     Notification,
     fit,
     http_failure,
     retry_after_seconds,
 )
-from .webhook import WebhookNotifier
 
 log = structlog.get_logger("hefestus.slack")
 
@@ -169,8 +169,8 @@ def slack_payload(n: Notification, *, link_as_button: bool = False) -> dict[str,
 class SlackNotifier(WebhookNotifier):
     """Posts to one Slack incoming webhook (``https://hooks.slack.com/services/...``).
 
-    ``send`` posts once and raises :class:`~hefestus.notify.NotifyError`; the
-    :class:`~hefestus.notify.Dispatcher` retries. It expects a notification
+    ``send`` posts once and raises :class:`~hefestus.notify.dispatcher.NotifyError`; the
+    :class:`~hefestus.notify.dispatcher.Dispatcher` retries. It expects a notification
     that is already redacted (the dispatcher does that).
     """
 

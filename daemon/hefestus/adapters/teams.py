@@ -32,13 +32,13 @@ import requests
 import structlog
 from pydantic import SecretStr
 
-from ..notify import (
+from hefestus.adapters.webhook import WebhookNotifier
+from hefestus.notify.dispatcher import (
     Notification,
     fit,
     http_failure,
     retry_after_seconds,
 )
-from .webhook import WebhookNotifier
 
 log = structlog.get_logger("hefestus.teams")
 
@@ -126,8 +126,8 @@ def teams_payload(n: Notification) -> dict[str, Any]:
 class TeamsNotifier(WebhookNotifier):
     """Posts to one Teams Workflows webhook or legacy incoming-webhook connector.
 
-    ``send`` posts once and raises :class:`~hefestus.notify.NotifyError`; the
-    :class:`~hefestus.notify.Dispatcher` retries. It expects a notification
+    ``send`` posts once and raises :class:`~hefestus.notify.dispatcher.NotifyError`; the
+    :class:`~hefestus.notify.dispatcher.Dispatcher` retries. It expects a notification
     that is already redacted (the dispatcher does that).
     """
 

@@ -2,7 +2,7 @@
 
 The webhook URL *is* the credential, so it never appears in a message, a
 log line or a chained exception (urllib3 writes the URL path into its own
-messages: :func:`~hefestus.notify.scrub_exception` cleans them). Redirects
+messages: :func:`~hefestus.notify.dispatcher.scrub_exception` cleans them). Redirects
 are not followed: the body would go wherever the redirect points. Each
 subclass reads its service's answers in ``_check``.
 """
@@ -14,7 +14,13 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from ..notify import Notification, NotifyError, scrub, scrub_exception, url_secrets
+from hefestus.notify.dispatcher import (
+    Notification,
+    NotifyError,
+    scrub,
+    scrub_exception,
+    url_secrets,
+)
 
 
 class WebhookNotifier:

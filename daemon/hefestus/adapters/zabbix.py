@@ -11,7 +11,7 @@ What it owns, so nothing else has to know:
   (7.2 accepts only that), ``selectGroups`` vs ``selectHostGroups`` (6.2+);
   auth in the body (< 6.4) or a Bearer header, which pyzabbix picks from the
   detected version;
-* raw dicts -> frozen :class:`~hefestus.model.Problem`, with the full item
+* raw dicts -> frozen :class:`~hefestus.values.Problem`, with the full item
   values, since ``opdata`` is cut to 20 characters per macro.
 """
 
@@ -28,10 +28,10 @@ from packaging.version import Version
 from pyzabbix import ZabbixAPI, ZabbixAPIException
 from tenacity import Retrying
 
-from ..config import ZabbixSettings
-from ..errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
-from ..model import EventFilter, ItemValue, Problem, Severity
-from ._retry import retrying
+from hefestus.adapters.retry import retrying
+from hefestus.config import ZabbixSettings
+from hefestus.errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
+from hefestus.values import EventFilter, ItemValue, Problem, Severity
 
 # pyzabbix logs whole request payloads (passwords included) at DEBUG: never let it.
 logging.getLogger("pyzabbix").setLevel(logging.WARNING)

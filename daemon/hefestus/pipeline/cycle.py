@@ -1,0 +1,394 @@
+"""One poll cycle, as small stages composed in one place.
+
+    fetch (cursor + overlap) -> triage (skip what must not be touched)
+        -> classify -> analyse (patterns, model) -> render + redact
+        -> write back (batched by identical message) -> advance cursor
+
+Exactly-once, across restarts and crashes, rests on three things:
+
+* the **cursor** only moves past an event once that event reached a final
+  state in the ledger (done, skipped, failed), so a Zabbix outage mid-cycle
+  leaves the rest for the next poll;
+* the **overlap window**: ids behind the cursor are listed again each poll,
+  because Zabbix's history syncers commit separately and a lower event id can
+  become visible after a higher one was read;
+* the **marker check**: before writing, the event's existing acknowledgements
+  are searched for Hefestus's marker, so a crash between Zabbix's write and
+  ours, or a lost state file, never yields a second message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import structlog
+
+from hefestus.analysis.fingerprint import mask_hosts, normalise
+from hefestus.classify.knowledge import Knowledge
+from hefestus.config import AcknowledgeSettings, IntakeSettings
+from hefestus.errors import ZabbixRejected, ZabbixUnavailable
+from hefestus.pipeline.ports import Zabbix
+from hefestus.pipeline.render import MARKER, render
+from hefestus.state.store import FINAL_STATES, Store
+from hefestus.values import Classification, EventFilter, Problem, Suggestion
+
+log = structlog.get_logger("hefestus.pipeline.cycle")
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What Hefestus decided for one event (``message`` is None when skipped)."""
+
+    problem: Problem
+    classification: Classification | None
+    message: str | None
+    skip_reason: str = ""
+    suggestion: Suggestion | None = None
+    #: The self-healing decision (a remediation Decision), when a rule maps the category.
+    decision: Any = None
+
+
+class Analysis(Protocol):
+    """What the pipeline needs from the analysis stage (:class:`hefestus.analysis.analyzer.Analyzer`)."""
+
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]: ...
+
+
+class Remediation(Protocol):
+    """What the pipeline needs from :class:`hefestus.remediation.remediator.Remediator`."""
+
+    def decide(self, problem: Problem, classification: Classification) -> Any: ...
+
+    def claim(self, decision: Any) -> Any: ...
+
+    def execute(self, decision: Any) -> None: ...
+
+    def release(self, eventid: int, why: str) -> bool: ...
+
+
+class PatternsOnly:
+    """The analysis stage with no model: each event gets its pattern suggestion."""
+
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]:
+        yield [(i, Suggestion.from_pattern(c)) for i, (_, c) in enumerate(items)]
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass(slots=True)
+class CycleReport:
+    fetched: int = 0
+    acknowledged: int = 0
+    skipped: int = 0
+    already_marked: int = 0
+    failed: int = 0
+    api_writes: int = 0
+    deferred: int = 0
+    planned: list[Planned] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("fetched", "acknowledged", "skipped", "already_marked",
+                                              "failed", "api_writes", "deferred")}
+
+
+def has_marker(problem: Problem) -> bool:
+    return any(m.startswith(MARKER) for m in problem.ack_messages)
+
+
+class Pipeline:
+    def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
+                 intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
+                 clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
+                 redact: Callable[[str], str] = _identity,
+                 on_written: Callable[[list[Planned]], None] | None = None,
+                 remediation: Remediation | None = None) -> None:
+        self._zbx = zabbix
+        self._store = store
+        self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
+        self._intake = intake
+        self._ack = ack
+        self._filter: EventFilter | None = None  # built at the first cycle: it needs Zabbix
+        self._clock = clock
+        self._ledger_days = ledger_days
+        self._last_prune = 0.0
+        self._analysis = analysis or PatternsOnly()
+        self._redact = redact
+        #: Called with the plans whose message Zabbix just stored (notifications, remediation).
+        #: It must not raise and must not block: slow work goes to its own worker.
+        self._on_written = on_written
+        self._remediation = remediation
+
+    # -- stage 0: where to start ------------------------------------------------------
+
+    def _start_cursor(self, *, persist: bool) -> int:
+        cursor = self._store.cursor
+        if cursor is not None:
+            return cursor
+        latest = self._zbx.latest_event_id()
+        if self._intake.first_start == "now" and persist:
+            cursor = latest
+        else:  # backlog (a dry run always looks back, so it has something to show)
+            since = int(self._clock() - self._intake.backlog_hours * 3600)
+            first = self._zbx.first_event_id_since(since)
+            cursor = latest if first is None else first - 1
+        if persist:
+            # floor: events at or below it predate Hefestus; the overlap never reaches under it.
+            self._store.set_meta(cursor=cursor, floor=cursor, backlog_until=latest,
+                                 backlog_since=int(self._clock() - self._intake.backlog_hours * 3600))
+            log.info("first start", mode=self._intake.first_start, cursor=cursor)
+        return cursor
+
+    # -- the cycle --------------------------------------------------------------------
+
+    def run_once(self, *, dry_run: bool = False) -> CycleReport:
+        """Handle every new problem visible now. Raises ZabbixUnavailable if Zabbix is gone;
+        whatever was not written stays behind the cursor for the next cycle."""
+        report = CycleReport()
+        if self._filter is None:
+            intake = self._intake
+            groupids = self._zbx.group_ids(intake.host_groups) if intake.host_groups else ()
+            self._filter = EventFilter(min_severity=intake.min_severity, groupids=groupids,
+                                       include_suppressed=intake.include_suppressed)
+        flt = self._filter
+        cursor = self._start_cursor(persist=not dry_run)
+        backlog = (int(self._store.meta("backlog_until") or 0), int(self._store.meta("backlog_since") or 0))
+        floor = int(self._store.meta("floor") or cursor)
+        # Late arrivals behind the cursor first: they are the oldest.
+        lowest = max(cursor - self._intake.overlap_ids + 1, floor + 1)
+        if self._intake.overlap_ids and lowest <= cursor:
+            ids = self._zbx.event_ids(flt, eventid_from=lowest, eventid_till=cursor)
+            known = self._store.states(ids)
+            late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
+            if late:
+                log.info("late events behind the cursor", count=len(late))
+                self._handle(self._zbx.events(flt, eventids=late), report, dry_run, backlog)
+        while True:
+            page = self._zbx.events(flt, eventid_from=cursor + 1, limit=self._intake.page_size)
+            if not page:
+                break
+            done = self._handle(page, report, dry_run, backlog)
+            if dry_run:
+                cursor = page[-1].eventid
+            else:
+                new_cursor = _advance(cursor, [p.eventid for p in page], done)
+                if new_cursor > cursor:
+                    self._store.advance_cursor(new_cursor)
+                if new_cursor < page[-1].eventid:
+                    report.deferred += sum(1 for p in page if p.eventid not in done)
+                    break
+                cursor = new_cursor
+            if len(page) < self._intake.page_size:
+                break
+        if not dry_run:
+            self._prune()
+        return report
+
+    def _prune(self) -> None:
+        """Forget old ledger rows, at most hourly; never those the overlap window re-reads."""
+        now = self._clock()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        cursor = self._store.cursor or 0
+        removed = self._store.prune(self._ledger_days, keep_above=cursor - self._intake.overlap_ids + 1)
+        if removed:
+            log.info("ledger pruned", removed=removed, older_than_days=self._ledger_days)
+
+    def _handle(self, problems: list[Problem], report: CycleReport, dry_run: bool,
+                backlog: tuple[int, int]) -> set[int]:
+        """Stages 1-4 for a batch; returns the ids that reached a final state."""
+        report.fetched += len(problems)
+        known = {} if dry_run else self._store.states(p.eventid for p in problems)
+        final: set[int] = set()
+        knowledge = self._knowledge()
+        triaged: list[Planned] = []
+        for problem in problems:
+            entry = known.get(problem.eventid)
+            if entry is not None and entry.state in FINAL_STATES:
+                final.add(problem.eventid)
+                continue
+            triaged.append(self._triage(problem, knowledge, backlog))
+        # Written group by group as they are ready: a storm's known kinds are acknowledged in
+        # seconds, and each model-answered kind as soon as its answer is in, never after the
+        # slowest answer of the page.
+        for ready in self._analyse(triaged, remember=not dry_run):
+            final.update(self._write_group(ready, report, dry_run))
+        return final
+
+    def _write_group(self, ready: list[Planned], report: CycleReport, dry_run: bool) -> set[int]:
+        final: set[int] = set()
+        groups: dict[str, list[Planned]] = defaultdict(list)
+        skipped: list[Planned] = []
+        for plan in ready:
+            report.planned.append(plan)
+            if plan.message is None:
+                skipped.append(plan)
+            else:
+                groups[plan.message].append(plan)
+        if dry_run:
+            return final
+        self._record_skips(skipped, report)
+        final.update(p.problem.eventid for p in skipped)
+        for message, plans in groups.items():
+            final.update(self._write(message, plans, report))
+        return final
+
+    # -- stage 1-3: triage, classify, render ------------------------------------------
+
+    def _triage(self, problem: Problem, knowledge: Knowledge, backlog: tuple[int, int]) -> Planned:
+        """Skip what must not be touched; classify the rest (a skip has a reason, no message)."""
+        backlog_until, backlog_since = backlog
+        if has_marker(problem):
+            return Planned(problem, None, None, "already carries a Hefestus message")
+        if problem.resolved and not self._intake.include_resolved:
+            return Planned(problem, None, None, "resolved before Hefestus saw it")
+        if problem.eventid <= backlog_until and problem.acknowledged:
+            return Planned(problem, None, None, "acknowledged by a person before Hefestus started")
+        if problem.eventid <= backlog_until and problem.clock < backlog_since:
+            return Planned(problem, None, None, "older than the first-start backlog window")
+        return Planned(problem, knowledge.classify(problem), None)
+
+    def _analyse(self, triaged: list[Planned], *, remember: bool) -> Iterator[list[Planned]]:
+        """Render the events in groups as the analysis stage gets them ready: skips first,
+        with everything that needs no model answer, then each fingerprint's events as its
+        answer arrives (storm dedup: one call per fingerprint)."""
+        todo = [p for p in triaged if not p.skip_reason and p.classification is not None]
+        first = [p for p in triaged if p.skip_reason or p.classification is None]
+        items = [(p.problem, p.classification) for p in todo if p.classification is not None]
+        groups = self._analysis.suggest_groups(items, remember=remember) if items else iter(())
+        for group in groups:
+            yield first + [self._finish(todo[i], s, remember=remember) for i, s in group]
+            first = []
+        if first:
+            yield first
+
+    def _finish(self, plan: Planned, s: Suggestion, *, remember: bool) -> Planned:
+        c = plan.classification
+        assert c is not None
+        if not c.classified and not s.from_model and not self._ack.unclassified:
+            return replace(plan, suggestion=s, skip_reason="unclassified and acknowledge.unclassified = false")
+        decision = self._decide(plan.problem, c, remember=remember)
+        summary = getattr(decision, "summary", "") if decision is not None else ""
+        return replace(plan, suggestion=s, decision=decision,
+                       message=self._message(s, summary, plan.problem.hosts))
+
+    def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Any:
+        """The self-healing decision, claimed (persisted) before the first message says it."""
+        if self._remediation is None:
+            return None
+        decision = self._remediation.decide(problem, c)
+        if decision is None or getattr(decision, "reason", "") == "off":
+            return None
+        return self._remediation.claim(decision) if remember else decision
+
+    def _message(self, s: Suggestion, remediation: str = "", hosts: Sequence[str] = ()) -> str:
+        """Render, then redact; redaction can lengthen a text, so shrink until it fits.
+
+        The matched excerpt is shown with its volatile parts masked (times, counters, ids,
+        pod suffixes, the event's own host): events of one kind then share one message,
+        written in one batched call; the event itself still shows the exact text.
+        """
+        limit = self._ack.max_length
+        budget = limit
+
+        def excerpt(text: str) -> str:
+            return normalise(mask_hosts(text, hosts))
+
+        for _ in range(4):
+            text = self._redact(render(s, limit=budget, remediation=remediation, excerpt=excerpt))
+            if len(text) <= limit:
+                return text
+            budget -= len(text) - limit
+        return text[: limit - 1] + "…"
+
+    def _record_skips(self, skipped: list[Planned], report: CycleReport) -> None:
+        if not skipped:
+            return
+        rows = []
+        for p in skipped:
+            marked = p.skip_reason.startswith("already carries")
+            state = "done" if marked else "skipped"
+            c = p.classification
+            rows.append((p.problem.eventid, state, c.domain if c else None, c.category if c else None,
+                         c.pattern_id if c else None, p.skip_reason))
+            if marked:
+                report.already_marked += 1
+            else:
+                report.skipped += 1
+            log.info("event skipped", eventid=p.problem.eventid, host=p.problem.host, reason=p.skip_reason)
+        self._store.record(rows)
+
+    # -- stage 4: write back ----------------------------------------------------------
+
+    def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
+        """Acknowledge ``plans`` with one call; on refusal, isolate the bad event(s)."""
+        self._store.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        ids = [p.problem.eventid for p in plans]
+        try:
+            self._zbx.acknowledge(ids, message, action=self._ack.action_bits)
+            report.api_writes += 1
+        except ZabbixUnavailable:
+            raise  # the cycle stops; pending rows are retried, the marker check prevents doubles
+        except ZabbixRejected as exc:
+            report.api_writes += 1
+            if len(plans) > 1:
+                log.warning("batched acknowledge refused; retrying one by one", count=len(plans),
+                            error=str(exc))
+                done: set[int] = set()
+                for p in plans:
+                    done |= self._write(message, [p], report)
+                return done
+            p = plans[0]
+            gave_up = self._store.record_failure(p.problem.eventid, str(exc),
+                                                 give_up_after=self._intake.max_attempts)
+            log.error("zabbix refused the acknowledgement", eventid=p.problem.eventid,
+                      host=p.problem.host, error=str(exc), gave_up=gave_up)
+            if gave_up:
+                report.failed += 1
+                if p.decision is not None and self._remediation is not None:
+                    self._remediation.release(p.problem.eventid, str(exc))
+                return {p.problem.eventid}
+            return set()
+        self._store.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        if self._remediation is not None:
+            for p in plans:
+                if p.decision is not None:
+                    try:
+                        self._remediation.execute(p.decision)
+                    except Exception as exc:  # noqa: BLE001 - the message is written; a claim resumes
+                        log.error("remediation hand-off failed", eventid=p.problem.eventid, error=str(exc))
+        if self._on_written is not None:
+            try:
+                self._on_written(plans)
+            except Exception as exc:  # noqa: BLE001 - the acknowledgement is written; say so, go on
+                log.error("after-write hook failed", error=str(exc), events=len(plans))
+        for p in plans:
+            c = p.classification
+            assert c is not None
+            report.acknowledged += 1
+            log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
+                     domain=c.domain, category=c.category or "unclassified", pattern=c.pattern_id,
+                     source=p.suggestion.source if p.suggestion else c.source, batch=len(plans))
+        return set(ids)
+
+
+def _cls(p: Planned) -> tuple[str | None, str | None, str | None]:
+    c = p.classification
+    return (c.domain, c.category, c.pattern_id) if c else (None, None, None)
+
+
+def _advance(cursor: int, ids: list[int], done: set[int]) -> int:
+    """Highest id of the (ascending) page such that it and everything before it is final."""
+    for eventid in ids:
+        if eventid not in done:
+            return max(cursor, eventid - 1)
+        cursor = max(cursor, eventid)
+    return cursor

@@ -1,0 +1,1 @@
+"""The test harness: labs, fake servers, helpers. Not shipped in the wheel."""

@@ -1,0 +1,59 @@
+"""Small helpers the tests and the benchmark share: waiting on a condition or a server,
+a free port, TOML values for generated config files."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def eventually(check: Any, timeout: float = 60, what: str = "condition", interval: float = 0.3) -> Any:
+    """Poll ``check()`` until it returns something truthy (returned); AssertionError naming
+    ``what`` after ``timeout`` seconds. For tests that wait on a daemon or a real Zabbix."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_serving(base: str, proc: subprocess.Popen[Any], *, log: Path | None = None,
+                 timeout: float = 30) -> None:
+    """Until ``base``/healthz answers 200; AssertionError (with the log's tail) if the process
+    exits first or the time runs out. For tests that start ``hefestus run`` or ``serve``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"{base} did not start serving (exit {proc.poll()}):\n{tail}")
+        time.sleep(0.1)
+
+
+def toml_value(v: Any) -> str:
+    """A Python value as a TOML value, for the small config files tests and benchmarks write."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
