@@ -58,7 +58,7 @@ unit: venv test-deps
 
 test: venv test-deps zabbix
 	$(PY) -m ruff check daemon tests bench deploy
-	$(PY) -m mypy daemon/hefestus
+	$(PY) -m mypy daemon/hefestus tests bench
 	$(PY) -m pytest tests
 
 clean:

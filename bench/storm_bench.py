@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))  # tests/support: the Zabbix lab and the model server (not shipped)
 
 from pydantic import SecretStr
 from storm_kinds import KINDS, Kind, storm
@@ -63,8 +64,9 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import ZabbixSettings
 from hefestus.pipeline.render import MARKER
 
-URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL",
-                     f"http://127.0.0.1:{os.environ.get('HEFESTUS_ZBX_WEB_PORT', '8089')}")
+_WEB_PORT = os.environ.get(  # the dev Zabbix (`make zabbix [ZABBIX=7.0]`): 6.0 on 8089, 7.0 on 8097
+    "HEFESTUS_ZBX_WEB_PORT", "8097" if os.environ.get("HEFESTUS_ZBX_VERSION") == "7.0" else "8089")
+URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL", f"http://127.0.0.1:{_WEB_PORT}")
 ADMIN = ("Admin", "zabbix")
 #: Hefestus and the floor both run as USER (same permission checks), and only its messages count:
 #: other Hefestus processes on a shared Zabbix (the test suite's) may comment on the storm too.

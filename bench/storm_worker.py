@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 
 from hefestus import logs
-from hefestus.app.build import build, run_cycle
+from hefestus.app.build import build
+from hefestus.app.daemon import run_cycle
 from hefestus.config import load_settings
 from hefestus.redact import Redactor
 

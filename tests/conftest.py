@@ -1,16 +1,23 @@
-"""Shared fixtures. Integration fixtures live in tests/integration/conftest.py."""
+"""Shared fixtures. Plain constants and helpers live in tests/support/ (import them from
+there); fixtures come only through conftest.py files: these, the integration tests' in
+tests/integration/conftest.py and the browser tests' in tests/browser/conftest.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.classify.knowledge import Knowledge, load_knowledge
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+from hefestus.config import load_settings
+from hefestus.errors import ZabbixError
+from tests.support.faults import FAULT_ROWS
+from tests.support.lab import ZabbixLab
+from tests.support.paths import DATA, ROOT
+from tests.support.zabbix_config import ADMIN, IT_USER, ZABBIX_URL, write_config
 
 
 @pytest.fixture
@@ -40,19 +47,30 @@ def model_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(str(exc), pytrace=False)
 
 
+# -- the real local Zabbix (integration and browser tests) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def admin() -> ZabbixClient:
+    settings = load_settings(write_config(Path(os.environ.get("TMPDIR", "/tmp")), user=ADMIN), {})
+    client = ZabbixClient(settings.zabbix)
+    try:
+        client.connect()
+    except ZabbixError as exc:
+        pytest.fail(f"the local Zabbix at {ZABBIX_URL} is not reachable ({exc}); run `make zabbix` "
+                    "(make test does it for you)", pytrace=False)
+    if not client.call("user.get", output=["userid"], filter={"username": [IT_USER[0]]}):
+        client.call("user.create", username=IT_USER[0], passwd=IT_USER[1], roleid="3",
+                    usrgrps=[{"usrgrpid": "7"}])
+    return client
+
+
+@pytest.fixture(scope="session")
+def lab(admin: ZabbixClient) -> ZabbixLab:
+    return ZabbixLab(admin.call)
+
+
 # -- the fault-injection summary -----------------------------------------------------------
-
-#: (fault, events, lost, duplicated) recorded by the fault-injection tests, printed at the end.
-FAULT_ROWS: list[tuple[str, int, int, int]] = []
-
-
-def record_fault(fault: str, messages: dict[object, list[str]]) -> tuple[int, int]:
-    """Count, for events that should each carry exactly one Hefestus message, how many carry
-    none (lost) and how many more than one (duplicated); keep the row for the summary."""
-    lost = sum(1 for m in messages.values() if not m)
-    dup = sum(1 for m in messages.values() if len(m) > 1)
-    FAULT_ROWS.append((fault, len(messages), lost, dup))
-    return lost, dup
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -64,5 +82,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     tr.write_line(f"{'fault injected':<{width}}  {'events':>6}  {'lost':>4}  {'duplicated':>10}")
     for fault, events, lost, dup in FAULT_ROWS:
         tr.write_line(f"{fault:<{width}}  {events:>6}  {lost:>4}  {dup:>10}")
-    totals = [sum(r[i] for r in FAULT_ROWS) for i in (1, 2, 3)]
+    totals = (sum(r[1] for r in FAULT_ROWS), sum(r[2] for r in FAULT_ROWS), sum(r[3] for r in FAULT_ROWS))
     tr.write_line(f"{'total':<{width}}  {totals[0]:>6}  {totals[1]:>4}  {totals[2]:>10}")

@@ -16,9 +16,10 @@ from hefestus.analysis.analyzer import Analyzer, MemoryCache, compile_profiles
 from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AnalysisSettings, DomainSettings, OllamaSettings
 from hefestus.redact import Redactor
-from hefestus.state.store import Store
+from hefestus.state import open_state
 from hefestus.testing import problem
 from hefestus.values import Classification, Problem
+from tests.support.helpers import FakeClock
 from tests.support.ollama import FakeOllama
 
 DISK = "kernel: write error: No space left on device"
@@ -31,11 +32,14 @@ def server() -> Iterator[FakeOllama]:
 
 
 def analyzer(url: str, *, mode: str = "model-when-unclassified", cache: Any = None,
-             domains: dict[str, DomainSettings] | None = None, **ollama: Any) -> Analyzer:
+             domains: dict[str, DomainSettings] | None = None, clock: FakeClock | None = None,
+             **ollama: Any) -> Analyzer:
+    """The breaker's time is a :class:`FakeClock` (frozen unless the test moves it)."""
     o = OllamaSettings(url=url, model="llama3.1:8b", **ollama)
     return Analyzer(settings=AnalysisSettings(mode=mode),  # type: ignore[arg-type]
                     ollama=o, profiles=compile_profiles(o, domains or {}), model=OllamaModel(o),
-                    cache=cache if cache is not None else MemoryCache(), redact=Redactor())
+                    cache=cache if cache is not None else MemoryCache(), redact=Redactor(),
+                    clock=clock or FakeClock())
 
 
 def items(knowledge: Knowledge, *problems: Problem) -> list[tuple[Problem, Classification]]:
@@ -86,12 +90,12 @@ def test_storm_of_1000_events_of_10_kinds_costs_10_model_calls(server: FakeOllam
 
 def test_answers_are_cached_in_the_state_store_across_restarts(server: FakeOllama, tmp_path: Path,
                                                               test_knowledge: Knowledge) -> None:
-    store = Store(tmp_path / "s.db")
-    first = analyzer(server.url, cache=store).suggest(items(test_knowledge, *storm(20, 2)))
+    state = open_state(tmp_path / "s.db")
+    first = analyzer(server.url, cache=state.answers).suggest(items(test_knowledge, *storm(20, 2)))
     assert server.chat_calls == 2 and not any(s.cached for s in first)
-    store.close()
-    store = Store(tmp_path / "s.db")  # a restarted daemon
-    again = analyzer(server.url, cache=store).suggest(items(test_knowledge, *storm(20, 2)))
+    state.close()
+    state = open_state(tmp_path / "s.db")  # a restarted daemon
+    again = analyzer(server.url, cache=state.answers).suggest(items(test_knowledge, *storm(20, 2)))
     assert server.chat_calls == 2 and all(s.cached and s.from_model for s in again)
     assert [s.cause for s in again] == [s.cause for s in first]
 
@@ -164,7 +168,8 @@ def test_breaker_opens_on_a_hung_server_and_closes_when_it_recovers(
         server: FakeOllama, test_knowledge: Knowledge) -> None:
     """Hung server: a few calls time out, then no more calls; later one call tries again."""
     server.fault = "hang"
-    a = analyzer(server.url, timeout=0.5, failure_threshold=2, retry_after=1, max_concurrency=1)
+    clock = FakeClock()
+    a = analyzer(server.url, timeout=0.5, failure_threshold=2, retry_after=1, max_concurrency=1, clock=clock)
     started = time.monotonic()
     out = a.suggest(items(test_knowledge, *storm(50, 10)))
     elapsed = time.monotonic() - started
@@ -175,7 +180,7 @@ def test_breaker_opens_on_a_hung_server_and_closes_when_it_recovers(
     assert "skipped: it failed 2 times in a row" in out[-1].note
     assert "tries it again after 1 s" in out[-1].note
     server.fault = "none"
-    time.sleep(1.1)
+    clock.advance(1.1)
     again = a.suggest(items(test_knowledge, *storm(10, 10)))
     assert all(s.from_model for s in again) and not a.breaker_open
 

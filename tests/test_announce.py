@@ -10,16 +10,18 @@ from hefestus.adapters.slack import SlackNotifier
 from hefestus.classify.knowledge import Knowledge, load_knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ConfigError
-from hefestus.notify.announcer import Announcer, load_notify_rules
+from hefestus.notify.announcer import Announcer
 from hefestus.notify.dispatcher import Dispatcher
-from hefestus.pipeline.cycle import Pipeline, Planned
+from hefestus.notify.rules import load_notify_rules
+from hefestus.pipeline.after_write import Announce
+from hefestus.pipeline.cycle import Pipeline
 from hefestus.redact import Redactor
-from hefestus.state.store import Store
+from hefestus.state import open_state
 from hefestus.testing import FakeZabbix, problem
 from hefestus.values import Severity
+from tests.support.paths import DATA
 from tests.support.webhooks import Receiver, Reply
 
-DATA = Path(__file__).parent / "data"
 DISK = "kernel: write error: No space left on device"
 UNIT = "systemd[1]: nginx.service: Failed with result 'exit-code'."
 
@@ -70,17 +72,13 @@ def test_acknowledged_events_reach_slack_with_a_link_and_no_secret(tmp_path: Pat
     knowledge: Knowledge = load_knowledge(d, DATA / "patterns")
     rx = Receiver("/services/T0/B0/x", Reply(200, "ok"))
     dispatcher = Dispatcher([SlackNotifier(rx.url)], redact=Redactor(), backoff=0)
-    announcer = Announcer(dispatcher, lambda: knowledge.notify, configured=dispatcher.names,
+    notify = load_notify_rules(d, domains=knowledge.catalog.domains)
+    announcer = Announcer(dispatcher, lambda: notify, configured=dispatcher.names,
                           frontend_url="https://zabbix.example.org/zabbix/")
 
-    def on_written(plans: list[Planned]) -> None:
-        for p in plans:
-            assert p.suggestion is not None
-            announcer.announce(p.problem, p.suggestion)
-
     zbx = FakeZabbix()
-    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: knowledge, intake=IntakeSettings(),
-                    ack=AcknowledgeSettings(), on_written=on_written)
+    pipe = Pipeline(zbx, open_state(tmp_path / "s.db").ledger, lambda: knowledge, intake=IntakeSettings(),
+                    ack=AcknowledgeSettings(), after_write=[Announce(announcer)])
     pipe.run_once()
     zbx.add(problem(1, "disk", text=DISK + " password=Hunter2-Secret-x", severity=Severity.HIGH, triggerid=77),
             problem(2, "unit", text=UNIT, severity=Severity.WARNING))

@@ -22,13 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from hefestus.api.app import ApiSettings, create_app, serve
-from hefestus.api.models import parse_listen
 from hefestus.api.server import Server
 from hefestus.classify.knowledge import Knowledge, load_knowledge
+from hefestus.config.api import parse_listen
 from hefestus.errors import ConfigError, StateError
 from hefestus.values import Suggestion
-
-from .conftest import DATA
+from tests.support.paths import DATA
 
 with warnings.catch_warnings():  # starlette asks for httpx2 in its TestClient; httpx still works
     warnings.simplefilter("ignore")

@@ -17,13 +17,12 @@ from hefestus.errors import StateError
 from hefestus.pipeline.cycle import Pipeline
 from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.state.store import Store
+from hefestus.state import open_state
 from hefestus.testing import FakeZabbix, problem
+from tests.support.faults import record_fault
 from tests.support.ollama import FakeOllama
+from tests.support.paths import DATA
 
-from .conftest import record_fault
-
-DATA = Path(__file__).parent / "data"
 EVIL_PATTERN = '''
 [[pattern]]
 id = "backtracking-bait"
@@ -35,7 +34,7 @@ solutions = ["nothing"]
 
 
 def run(zbx: FakeZabbix, knowledge: Knowledge, tmp_path: Path, **kw: object) -> Pipeline:
-    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: knowledge, intake=IntakeSettings(),
+    pipe = Pipeline(zbx, open_state(tmp_path / "s.db").ledger, lambda: knowledge, intake=IntakeSettings(),
                     ack=AcknowledgeSettings(), redact=Redactor(), **kw)  # type: ignore[arg-type]
     pipe.run_once()
     return pipe
@@ -90,7 +89,7 @@ def test_prompt_injection_in_a_storm(tmp_path: Path, test_knowledge: Knowledge) 
     with FakeOllama() as fake:
         o = OllamaSettings(url=fake.url, model="llama3.1:8b")
         analyzer = Analyzer(settings=AnalysisSettings(), ollama=o, profiles=compile_profiles(o, {}),
-                            model=OllamaModel(o), cache=Store(tmp_path / "cache.db"), redact=Redactor())
+                            model=OllamaModel(o), cache=open_state(tmp_path / "cache.db").answers, redact=Redactor())
         zbx = FakeZabbix()
         pipe = run(zbx, test_knowledge, tmp_path, analysis=analyzer)
         zbx.add(*(problem(i, "evil", text=f"{evil} #{i}", host=f"h{i}") for i in range(1, 21)))
@@ -108,9 +107,9 @@ def test_a_corrupt_state_file_is_a_clear_error_never_a_silent_reset(tmp_path: Pa
     """Starting afresh would re-handle or skip events: the operator must decide. (A read-only
     state file, on a real read-only mount, is in tests/test_store.py.)"""
     path = tmp_path / "state.db"
-    Store(path).close()
+    open_state(path).close()
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError) as err:
-        Store(path)
+        open_state(path)
     assert str(path) in str(err.value) and "corrupt" in str(err.value)
     assert path.read_bytes() == b"this is not a database" * 100  # untouched

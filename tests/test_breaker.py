@@ -9,6 +9,7 @@ import time
 import pytest
 
 from hefestus.analysis.breaker import Breaker, BreakerOpen
+from tests.support.helpers import FakeClock
 
 
 class Down(Exception):
@@ -20,25 +21,25 @@ def fail() -> None:
 
 
 def test_opens_after_fail_max_then_one_trial_closes_it() -> None:
-    now = [0.0]
-    b = Breaker(fail_max=2, reset_timeout=10, counts=lambda e: isinstance(e, Down), clock=lambda: now[0])
+    clock = FakeClock()
+    b = Breaker(fail_max=2, reset_timeout=10, counts=lambda e: isinstance(e, Down), clock=clock)
     for _ in range(2):
         with pytest.raises(Down):
             b.call(fail)
     assert b.open
     with pytest.raises(BreakerOpen):
         b.call(lambda: "not called")
-    now[0] = 11.0
+    clock.advance(11)
     with pytest.raises(Down):  # the half-open trial fails: open again for 10 s
         b.call(fail)
     with pytest.raises(BreakerOpen):
         b.call(lambda: "x")
-    now[0] = 22.0
+    clock.advance(11)
     assert b.call(lambda: "up") == "up" and not b.open
 
 
 def test_errors_that_are_not_the_dependencys_fault_do_not_count() -> None:
-    b = Breaker(fail_max=1, reset_timeout=10, counts=lambda e: isinstance(e, Down))
+    b = Breaker(fail_max=1, reset_timeout=10, counts=lambda e: isinstance(e, Down), clock=FakeClock())
     for _ in range(3):
         with pytest.raises(ValueError):
             b.call(lambda: int("x"))
@@ -47,7 +48,7 @@ def test_errors_that_are_not_the_dependencys_fault_do_not_count() -> None:
 
 def test_concurrent_calls_run_concurrently() -> None:
     """pybreaker held its lock during the call: two 0.3 s calls took 0.6 s. Not here."""
-    b = Breaker(fail_max=3, reset_timeout=10, counts=lambda e: True)
+    b = Breaker(fail_max=3, reset_timeout=10, counts=lambda e: True, clock=FakeClock())
     inside = threading.Barrier(2, timeout=5)
     threads = [threading.Thread(target=b.call, args=(inside.wait,)) for _ in range(2)]
     started = time.monotonic()

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from hefestus.cli import main
-
-DATA = Path(__file__).parent / "data"
+from tests.support.paths import DATA
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from hefestus.config import find_config, load_settings
 from hefestus.errors import ConfigError
 from hefestus.values import Severity
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CREDS = {"HEFESTUS_ZABBIX_USER": "hefestus", "HEFESTUS_ZABBIX_PASSWORD": "s3cret-pass"}
 
 

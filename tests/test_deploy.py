@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import free_port, wait_serving
+from tests.support.helpers import eventually, free_port, metric, wait_serving
+from tests.support.paths import ROOT
 from tests.support.sandbox import sandboxed
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "hefestus.service"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -201,13 +201,6 @@ def _syscall_groups() -> dict[str, list[str]]:
     return groups
 
 
-def _zabbix_errors(metrics: str) -> float:
-    found = re.search(r'^hefestus_dependency_errors_total\{dependency="zabbix"\} (\S+)$', metrics, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-
-
 def test_the_sandbox_really_restricts(unit: dict[str, dict[str, list[str]]]) -> None:
     """The launcher bites: W+X memory, a netlink socket and a @resources call are refused."""
     probe = """
@@ -260,13 +253,12 @@ def test_daemon_runs_under_the_units_seccomp_restrictions(unit: dict[str, dict[s
         assert answer.status_code == 200 and answer.json()["category"] == "too-many-connections"
         assert httpx.post(f"{base}/api/zabbix/events", headers=auth, timeout=10,
                           json={"eventid": "42", "event_value": "1"}).json()["status"] == "queued"
-        while _zabbix_errors(httpx.get(f"{base}/metrics", headers=auth, timeout=10).text) < 2:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)  # polls keep running (and failing: no Zabbix here)
+        # polls keep running (and failing: no Zabbix here)
+        eventually(lambda: metric(base, token, 'hefestus_dependency_errors_total{dependency="zabbix"}') >= 2,
+                   deadline - time.monotonic(), lambda: f"two failed polls; log:\n{log.read_text()[-3000:]}", 0.2)
         proc.send_signal(signal.SIGHUP)
-        while "rules and patterns reloaded" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        eventually(lambda: "rules and patterns reloaded" in log.read_text(), deadline - time.monotonic(),
+                   lambda: f"the reload on SIGHUP; log:\n{log.read_text()[-3000:]}", 0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

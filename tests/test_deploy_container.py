@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.support.helpers import free_port
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "hefestus.service"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -125,14 +125,26 @@ def test_dockerfile_copies_only_what_exists_and_is_in_the_build_context(docker: 
         for source in sources:
             assert (ROOT / source).exists(), f"{word} {source}: not in the repository"
             assert not _dockerignored(source.rstrip("/"), patterns), f"{source} is excluded by .dockerignore"
-    for secret in ("deploy/hefestus.env", ".venv", "tests", "state.db", ".git"):
+    for secret in ("deploy/hefestus.env", ".venv", "tests", "bench", "state.db", ".git"):
         assert _dockerignored(secret, patterns), f"{secret} would be sent to the Docker daemon"
+
+
+def test_dockerfile_copies_no_tests_and_no_benchmark(docker: list[tuple[str, str]]) -> None:
+    """The image holds the daemon, its configuration and the health check: never the test
+    harness (tests/, with its fake servers) or the benchmark, nor the whole repository."""
+    sources = [source.rstrip("/") for word, args in docker if word in ("COPY", "ADD") and "--from=" not in args
+               for source in [a for a in shlex.split(args) if not a.startswith("--")][:-1]]
+    assert sources, "the Dockerfile copies nothing"
+    for source in sources:
+        assert source not in (".", "./", "*", ""), f"COPY {source}: the whole repository"
+        top = Path(source).parts[0]
+        assert top not in ("tests", "bench"), f"COPY {source}: the image needs no {top}/"
 
 
 def test_docker_healthcheck_follows_the_api_setting(tmp_path: Path) -> None:
     """Disabled API: passes on a parseable config. Enabled: asks /healthz of a real server."""
     from hefestus.api.app import create_app, serve
-    from hefestus.api.models import ApiSettings
+    from hefestus.config import ApiSettings
 
     script = DEPLOY / "docker-healthcheck.py"
     config = tmp_path / "hefestus.toml"

@@ -9,7 +9,7 @@ from hefestus.analysis.analyzer import AnalysisStats
 from hefestus.api.metrics import DaemonCollector, Totals
 from hefestus.classify.knowledge import Knowledge
 from hefestus.notify.dispatcher import NotifierStats
-from hefestus.pipeline.cycle import CycleReport, Planned
+from hefestus.pipeline.plan import CycleReport, Planned
 from hefestus.testing import problem
 from hefestus.values import Suggestion
 

@@ -15,7 +15,8 @@ import httpx
 import ollama
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 SERVER = ROOT / "deploy" / "dev" / "model_server.py"
 MODEL = "smollm2:135m"
 SCHEMA = {

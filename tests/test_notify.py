@@ -28,16 +28,17 @@ from structlog.testing import capture_logs
 
 from hefestus.adapters.slack import SlackNotifier, mrkdwn_escape, slack_payload
 from hefestus.adapters.teams import TeamsNotifier, teams_payload
-from hefestus.notify.dispatcher import (
-    Dispatcher,
+from hefestus.errors import NotifyError
+from hefestus.notify.dispatcher import Dispatcher
+from hefestus.notify.message import (
     Notification,
-    NotifyError,
     fit,
     retry_after_seconds,
     text_length,
     zabbix_event_url,
 )
 from hefestus.redact import REDACTED, Redactor
+from tests.support.helpers import eventually
 from tests.support.webhooks import Receiver, Reply
 
 SCHEMAS = Path(__file__).parent / "data" / "notify"
@@ -410,7 +411,7 @@ def test_send_returns_at_once_while_the_webhook_hangs(slack_rx: Receiver) -> Non
         d.send(notification(eventid=i))
         took.append(time.monotonic() - start)
     assert max(took) < 0.1
-    assert slack_rx.wait_for(1)
+    eventually(lambda: slack_rx.received, 5, "a request at the Slack receiver", 0.01)
     start = time.monotonic()
     assert d.close(timeout=0.2) is False  # could not drain: that is reported, not raised
     assert time.monotonic() - start < 2.0
@@ -547,7 +548,7 @@ def test_a_slow_notifier_does_not_delay_the_others(teams_rx: Receiver) -> None:
     gate = Gate("slow")
     d = dispatcher(gate, teams(teams_rx))
     d.send(notification())
-    assert teams_rx.wait_for(1, timeout=2)
+    eventually(lambda: teams_rx.received, 2, "a request at the Teams receiver", 0.01)
     assert gate.got == []
     gate.open.set()
     assert d.flush(5)
@@ -569,16 +570,12 @@ def test_close_abandons_a_backoff_and_refuses_new_notifications() -> None:
     flaky = Raises(NotifyError("down", transient=True, reason="server-error"), name="flaky")
     d = Dispatcher([flaky], redact=Redactor(), backoff=30.0, max_backoff=30.0)  # real sleep
     d.send(notification(eventid=1))
-    deadline = time.monotonic() + 5
-    while flaky.calls == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: flaky.calls, 5, "the first attempt", 0.01)
     start = time.monotonic()
     assert d.close(timeout=0.1) is False
     assert time.monotonic() - start < 2.0
     d.send(notification(eventid=2))
-    deadline = time.monotonic() + 5
-    while d.stats()["flaky"].failed == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: d.stats()["flaky"].failed, 5, "the refused notification counted", 0.01)
     stats = d.stats()["flaky"]
     assert flaky.calls == 1
     assert (stats.failed, dict(stats.failed_by_reason), stats.dropped) == (1, {"shutdown": 1}, 1)

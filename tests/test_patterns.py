@@ -9,8 +9,8 @@ import pytest
 
 from hefestus.classify.patterns import load_catalog, load_dictionary
 from hefestus.errors import ConfigError
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "patterns").glob("*.toml"))
 REQUIRED_DOMAINS = {"kubernetes", "github-actions", "argocd", "linux", "database"}
 

@@ -12,7 +12,7 @@ from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ZabbixUnavailable
 from hefestus.pipeline.cycle import Pipeline
 from hefestus.pipeline.render import MARKER
-from hefestus.state.store import Store
+from hefestus.state import open_state
 from hefestus.testing import FakeZabbix, problem
 
 DISK = "kernel: write error: No space left on device"
@@ -20,7 +20,7 @@ UNIT = "systemd[1]: nginx.service: Failed with result 'exit-code'."
 
 
 def make(zbx: FakeZabbix, state: Path, knowledge: Knowledge, **intake: object) -> Pipeline:
-    return Pipeline(zbx, Store(state), lambda: knowledge, intake=IntakeSettings(**intake),  # type: ignore[arg-type]
+    return Pipeline(zbx, open_state(state).ledger, lambda: knowledge, intake=IntakeSettings(**intake),  # type: ignore[arg-type]
                     ack=AcknowledgeSettings())
 
 
@@ -77,7 +77,7 @@ def test_event_visible_late_behind_the_cursor_is_still_handled(
     pipe.run_once()
     zbx.add(problem(101, "a", text=DISK), problem(103, "c", text=DISK))
     pipe.run_once()
-    assert pipe._store.cursor == 103
+    assert pipe._ledger.cursor == 103
     zbx.add(problem(102, "b committed late", text=UNIT))  # a slower history syncer
     r = pipe.run_once()
     assert r.acknowledged == 1 and len(zbx.acks[102]) == 1
@@ -104,8 +104,8 @@ def test_outage_loses_nothing_and_cursor_waits(zbx: FakeZabbix, tmp_path: Path,
     with pytest.raises(ZabbixUnavailable):
         pipe.run_once()
     assert set(zbx.acks) == {101}
-    assert pipe._store.cursor == 100  # not past the unfinished page
-    assert pipe._store.states([101])[101].state == "done"
+    assert pipe._ledger.cursor == 100  # not past the unfinished page
+    assert pipe._ledger.states([101])[101].state == "done"
     zbx.down = False
     pipe.run_once()
     assert sorted(zbx.acks) == [101, 102, 103, 104, 105]
@@ -134,10 +134,10 @@ def test_refused_event_is_isolated_then_given_up(zbx: FakeZabbix, tmp_path: Path
     zbx.refuse.add(102)
     r = pipe.run_once()
     assert sorted(zbx.acks) == [101, 103] and r.failed == 0
-    assert pipe._store.cursor == 101  # 102 is not final yet
+    assert pipe._ledger.cursor == 101  # 102 is not final yet
     r = pipe.run_once()
-    assert r.failed == 1 and pipe._store.states([102])[102].state == "failed"
-    assert pipe._store.cursor == 103
+    assert r.failed == 1 and pipe._ledger.states([102])[102].state == "failed"
+    assert pipe._ledger.cursor == 103
     assert all(len(m) == 1 for m in zbx.acks.values())
 
 
@@ -156,13 +156,13 @@ def test_dry_run_writes_nothing(zbx: FakeZabbix, tmp_path: Path, test_knowledge:
     r = make(zbx, tmp_path / "s.db", test_knowledge).run_once(dry_run=True)
     assert [p.problem.eventid for p in r.planned] == [90, 101]
     assert r.planned[1].message and r.planned[1].message.startswith(MARKER)
-    assert zbx.acks == {} and Store(tmp_path / "s.db").cursor is None
+    assert zbx.acks == {} and open_state(tmp_path / "s.db").ledger.cursor is None
 
 
 def test_rules_swapped_between_cycles_are_used(zbx: FakeZabbix, tmp_path: Path,
                                                test_knowledge: Knowledge) -> None:
     holder = {"k": test_knowledge}
-    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: holder["k"], intake=IntakeSettings(),
+    pipe = Pipeline(zbx, open_state(tmp_path / "s.db").ledger, lambda: holder["k"], intake=IntakeSettings(),
                     ack=AcknowledgeSettings(unclassified=False))
     pipe.run_once()
     zbx.add(problem(101, "mystery", text="??"))
@@ -171,14 +171,14 @@ def test_rules_swapped_between_cycles_are_used(zbx: FakeZabbix, tmp_path: Path,
 
 def test_ledger_is_pruned_but_not_inside_the_overlap_window(zbx: FakeZabbix, tmp_path: Path,
                                                             test_knowledge: Knowledge) -> None:
-    pipe = Pipeline(zbx, Store(tmp_path / "s.db"), lambda: test_knowledge,
+    pipe = Pipeline(zbx, open_state(tmp_path / "s.db").ledger, lambda: test_knowledge,
                     intake=IntakeSettings(overlap_ids=3), ack=AcknowledgeSettings(), ledger_days=1)
     pipe.run_once()
     zbx.add(*(problem(101 + i, "disk", text=f"{DISK} {i}") for i in range(10)))
     pipe.run_once()
-    pipe._store._db.execute("UPDATE events SET updated_at = 0")
+    pipe._ledger._db.execute("UPDATE events SET updated_at = 0")
     pipe._last_prune = 0.0
     pipe.run_once()
-    assert sorted(pipe._store.states(range(101, 111))) == [108, 109, 110]
+    assert sorted(pipe._ledger.states(range(101, 111))) == [108, 109, 110]
     assert pipe.run_once().acknowledged == 0  # pruned ids are below the window: never re-read
     assert all(len(m) == 1 for m in zbx.acks.values())

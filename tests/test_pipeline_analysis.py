@@ -17,8 +17,9 @@ from hefestus.config import AcknowledgeSettings, AnalysisSettings, IntakeSetting
 from hefestus.pipeline.cycle import Pipeline
 from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.state.store import Store
+from hefestus.state import State, open_state
 from hefestus.testing import FakeZabbix, problem
+from tests.support.helpers import FakeClock
 from tests.support.ollama import FakeOllama
 
 from .test_analysis import storm
@@ -32,13 +33,14 @@ def server() -> Iterator[FakeOllama]:
         yield fake
 
 
-def pipeline(zbx: FakeZabbix, store: Store, knowledge: Knowledge, url: str, *, page_size: int = 500,
+def pipeline(zbx: FakeZabbix, state: State, knowledge: Knowledge, url: str, *, page_size: int = 500,
              **ollama: object) -> Pipeline:
     o = OllamaSettings(url=url, model="llama3.1:8b", **ollama)  # type: ignore[arg-type]
     redactor = Redactor()
     analyzer = Analyzer(settings=AnalysisSettings(), ollama=o, profiles=compile_profiles(o, {}),
-                        model=OllamaModel(o), cache=store, redact=redactor)
-    return Pipeline(zbx, store, lambda: knowledge, intake=IntakeSettings(page_size=page_size),
+                        model=OllamaModel(o), cache=state.answers, redact=redactor,
+                        clock=FakeClock())  # the breaker's time stands still: no retry mid-test
+    return Pipeline(zbx, state.ledger, lambda: knowledge, intake=IntakeSettings(page_size=page_size),
                     ack=AcknowledgeSettings(),
                     analysis=analyzer, redact=redactor)
 
@@ -46,7 +48,7 @@ def pipeline(zbx: FakeZabbix, store: Store, knowledge: Knowledge, url: str, *, p
 def test_a_storm_costs_one_model_call_and_one_write_per_kind(
         server: FakeOllama, tmp_path: Path, test_knowledge: Knowledge) -> None:
     zbx = FakeZabbix()
-    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url, page_size=1000)
+    pipe = pipeline(zbx, open_state(tmp_path / "s.db"), test_knowledge, server.url, page_size=1000)
     pipe.run_once()
     zbx.add(*storm(1000, 10))
     report = pipe.run_once()
@@ -60,7 +62,7 @@ def test_a_storm_costs_one_model_call_and_one_write_per_kind(
 def test_model_down_every_event_still_gets_its_pattern_message(
         tmp_path: Path, test_knowledge: Knowledge) -> None:
     zbx = FakeZabbix()
-    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, "http://127.0.0.1:9", failure_threshold=1,
+    pipe = pipeline(zbx, open_state(tmp_path / "s.db"), test_knowledge, "http://127.0.0.1:9", failure_threshold=1,
                     max_concurrency=1)
     pipe.run_once()
     zbx.add(problem(1, "disk", text="kernel: write error: No space left on device"),
@@ -78,7 +80,7 @@ def test_a_planted_secret_reaches_neither_model_nor_logs_nor_zabbix(
         capsys: pytest.CaptureFixture[str]) -> None:
     logs.setup("debug", "json", redact=Redactor())
     zbx = FakeZabbix()
-    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url)
+    pipe = pipeline(zbx, open_state(tmp_path / "s.db"), test_knowledge, server.url)
     pipe.run_once()
     zbx.add(
         # classified: the matched line (shown in the message) carries the secret
@@ -105,7 +107,7 @@ def test_known_kinds_are_written_first_and_share_one_message(
     """Pattern events do not wait for the model; one kind on many hosts, differing only in
     volatile parts, is one message written in one call."""
     zbx = FakeZabbix()
-    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url)
+    pipe = pipeline(zbx, open_state(tmp_path / "s.db"), test_knowledge, server.url)
     pipe.run_once()
     disks = [problem(i, f"Disk full on web-{i}", host=f"web-{i}",
                      text=f"2026-11-24T03:{i:02d}:00Z web-{i} kernel: write error on sector {i * 977}: "
@@ -133,7 +135,7 @@ def test_each_kind_is_written_as_soon_as_its_answer_is_in(
 
     server.answer = answer
     zbx = FakeZabbix()
-    pipe = pipeline(zbx, Store(tmp_path / "s.db"), test_knowledge, server.url, max_concurrency=2)
+    pipe = pipeline(zbx, open_state(tmp_path / "s.db"), test_knowledge, server.url, max_concurrency=2)
     pipe.run_once()
     events = storm(6, 2)  # payments: 1000, 1002, 1004; billing: 1001, 1003, 1005
     zbx.add(*events)

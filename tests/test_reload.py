@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hefestus.app.build import KnowledgeHolder
+from hefestus.app.reload import KnowledgeHolder
 from hefestus.config import load_settings
 from hefestus.testing import problem
-
-DATA = Path(__file__).parent / "data"
+from tests.support.paths import DATA
 
 
 def test_broken_file_keeps_last_good_rules(tmp_path: Path, capsys: object) -> None:

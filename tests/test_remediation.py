@@ -4,8 +4,8 @@ and an in-memory Zabbix (FakeZabbix): decisions, one run per event, limits, fail
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +15,16 @@ from hefestus.adapters.rundeck import RundeckClient
 from hefestus.classify.patterns import Catalog, load_catalog
 from hefestus.config import RemediationSettings, RundeckSettings
 from hefestus.redact import Redactor
+from hefestus.remediation.decision import Decision
 from hefestus.remediation.engine import RUN_ATTEMPTS
-from hefestus.remediation.remediator import (
-    Decision,
-    Outcome,
-    Remediator,
-    audit_lines,
-    load_remediation_rules,
-)
-from hefestus.state.store import Store
+from hefestus.remediation.remediator import Remediator, audit_lines
+from hefestus.remediation.rules import load_remediation_rules
+from hefestus.state import RemediationRecords, State, open_state
 from hefestus.testing import FakeZabbix, problem
-from hefestus.values import Classification, Problem
+from hefestus.values import Classification, Outcome, Problem
+from tests.support.helpers import FakeClock, eventually
+from tests.support.paths import DATA
 from tests.support.rundeck import FakeRundeck
-
-from .conftest import DATA
 
 TOKEN = "abcdef0123456789-fake-token"
 RESTART = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
@@ -59,22 +55,8 @@ options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+#: How often eventually() looks here: the fakes are local and answer in milliseconds.
+POLL = 0.02
 
 
 @dataclass
@@ -83,21 +65,22 @@ class Lab:
     fake: FakeRundeck
     zbx: FakeZabbix
     catalog: Catalog
-    clock: Clock
+    clock: FakeClock
     outcomes: list[Outcome] = field(default_factory=list)
     made: list[Remediator] = field(default_factory=list)
-    stores: list[Store] = field(default_factory=list)
+    stores: list[State] = field(default_factory=list)
 
     def remediator(self, *, mode: str = "on", runner: Any = "client", rules_extra: str = "",
-                   store: Store | None = None, **settings: Any) -> Remediator:
+                   store: RemediationRecords | None = None, **settings: Any) -> Remediator:
         (self.tmp / "rules").mkdir(exist_ok=True)
         (self.tmp / "rules" / "10-r.toml").write_text(RULES.replace("{restart_extra}", rules_extra))
         rules = load_remediation_rules(self.tmp / "rules", catalog=self.catalog)
         s = RemediationSettings(**{"mode": mode, "poll_min": 0.01, "poll_max": 0.05,
                                    "recovery_window": 0, **settings})
         if store is None:
-            store = Store(self.tmp / "state.db")
-            self.stores.append(store)
+            state = open_state(self.tmp / "state.db")
+            self.stores.append(state)
+            store = state.remediations
         if runner == "client":
             runner = self.client()
         r = Remediator(s, lambda: rules, runner, self.zbx, store, redact=Redactor(), clock=self.clock,
@@ -120,8 +103,8 @@ class Lab:
         return list(self.zbx.acks.get(eventid, []))
 
     def outcome(self, eventid: int, n: int = 1, timeout: float = 10.0) -> str:
-        return str(wait_for(lambda: len(self.messages(eventid)) >= n and self.messages(eventid)[n - 1],
-                            timeout, f"message {n} on event {eventid}"))
+        return str(eventually(lambda: len(self.messages(eventid)) >= n and self.messages(eventid)[n - 1],
+                              timeout, f"message {n} on event {eventid}", POLL))
 
 
 @pytest.fixture
@@ -130,7 +113,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         fake.add_job(RESTART, "restart-service", required_options=("unit",),
                      output=("stopping nginx", "starting nginx", "nginx is active"))
         fake.add_job(CLEAN, "clean-disk", output=("freed 3 GB",))
-        lab = Lab(tmp_path, fake, FakeZabbix(), load_catalog(DATA / "patterns"), Clock())
+        lab = Lab(tmp_path, fake, FakeZabbix(), load_catalog(DATA / "patterns"), FakeClock(1_800_000_000.0))
         yield lab
         for r in lab.made:
             r.stop(2)
@@ -171,7 +154,7 @@ def test_run_decision_and_outcome(lab: Lab) -> None:
     r = lab.remediator()
     p, c = lab.event(1)
     d = r.decide(p, c)
-    assert d is not None and (d.action, d.reason) == ("run", "")
+    assert d is not None and (d.action, d.reason) == ("run", None)
     assert d.summary == ("Self-healing: running Rundeck job 'Restart service' (ops) with "
                          "unit=nginx.service, host=web1 — outcome will follow")
     r.execute(d)
@@ -181,7 +164,7 @@ def test_run_decision_and_outcome(lab: Lab) -> None:
     assert text.endswith("Last output lines:\n  stopping nginx\n  starting nginx\n  nginx is active")
     (run,) = lab.fake.calls("run")
     assert run.body == {"options": {"unit": "nginx.service", "host": "web1"}}
-    assert [o.result for o in wait_for(lambda: lab.outcomes)] == ["succeeded"]
+    assert [o.result for o in eventually(lambda: lab.outcomes, 10, "an outcome", POLL)] == ["succeeded"]
 
 
 def test_injection_attempt_is_refused_and_nothing_runs(lab: Lab) -> None:
@@ -192,9 +175,9 @@ def test_injection_attempt_is_refused_and_nothing_runs(lab: Lab) -> None:
     assert d.summary == ("Self-healing refused: option 'host' value 'web1; rm -rf /' does not match "
                          "^[A-Za-z0-9.-]+$")
     r.execute(d)
-    time.sleep(0.2)
+    assert r.wait_idle(5)
     assert lab.fake.calls("run") == [] and lab.messages(1) == []
-    assert "refused" in audit_lines(r._store)[-1] and "not-allowed" in audit_lines(r._store)[-1]
+    assert "refused" in audit_lines(r._records)[-1] and "not-allowed" in audit_lines(r._records)[-1]
 
 
 def test_dry_run_decides_and_runs_nothing(lab: Lab) -> None:
@@ -206,9 +189,9 @@ def test_dry_run_decides_and_runs_nothing(lab: Lab) -> None:
                          "unit=nginx.service, host=web1")
     r.execute(d)
     r.execute(d)
-    time.sleep(0.2)
+    assert r.wait_idle(5)
     assert lab.fake.requests == [] and lab.messages(1) == []
-    assert [ln.split()[6] for ln in audit_lines(r._store)] == ["dry-run", "dry-run"]
+    assert [ln.split()[6] for ln in audit_lines(r._records)] == ["dry-run", "dry-run"]
 
 
 def test_a_rule_can_stay_in_dry_run_and_placeholders_never_run(lab: Lab) -> None:
@@ -247,7 +230,7 @@ def test_one_run_per_event_even_when_executed_twice(lab: Lab) -> None:
     assert again is not None and again.action == "already"
     assert "already handled for this event (execution 101: succeeded)" in again.summary
     r.execute(again)
-    time.sleep(0.2)
+    assert r.wait_idle(5)
     assert len(lab.fake.calls("run")) == 1 and len(lab.messages(1)) == 1
 
 
@@ -256,14 +239,15 @@ def test_after_a_crash_the_execution_in_flight_is_followed_not_rerun(lab: Lab) -
     first = lab.remediator()
     p, c = lab.event(1)
     first.execute(first.decide(p, c))  # type: ignore[arg-type]
-    wait_for(lambda: (rec := first._store.remediation(1)) and rec.state == "running", what="running")
+    eventually(lambda: (rec := first._records.remediation(1)) and rec.state == "running", 10, "running", POLL)
     first.stop(0)  # the "crash": the row stays "running"
-    store = Store(lab.tmp / "state.db")
-    lab.stores.append(store)
+    state = open_state(lab.tmp / "state.db")
+    lab.stores.append(state)
+    store = state.remediations
     second = lab.remediator(store=store)
     assert second.decide(p, c).action == "already"  # type: ignore[union-attr]
     assert second.resume() == {"running": 1}
-    wait_for(lambda: lab.fake.executions[101].polls > 2, what="polls after resume")
+    eventually(lambda: lab.fake.executions[101].polls > 2, 10, "polls after resume", POLL)
     lab.fake.finish(101)
     assert "succeeded" in lab.outcome(1)
     assert len(lab.fake.calls("run")) == 1
@@ -280,10 +264,10 @@ def test_an_intent_without_an_answer_is_reported_never_rerun(lab: Lab) -> None:
     r.execute(d)
     from dataclasses import replace
 
-    rec = r._store.remediation(1)
+    rec = r._records.remediation(1)
     assert rec is not None and rec.state == "queued"
-    r._store.save_remediation(replace(rec, state="starting", ran_at=lab.clock()))
-    second = lab.remediator(store=r._store)
+    r._records.save_remediation(replace(rec, state="starting", ran_at=lab.clock()))
+    second = lab.remediator(store=r._records)
     assert second.resume() == {"starting": 1}
     text = lab.outcome(1)
     assert text.startswith("[Hefestus] self-healing: unknown whether Rundeck job 'Restart service' (ops) "
@@ -297,7 +281,7 @@ def test_a_queued_run_is_run_after_restart_only_while_the_problem_is_open(lab: L
     for eventid in (1, 2):
         r.execute(r.decide(*lab.event(eventid, host=f"web{eventid}")))  # type: ignore[arg-type]
     lab.zbx.resolve(2)
-    second = lab.remediator(store=r._store)
+    second = lab.remediator(store=r._records)
     assert second.resume() == {"queued": 2}
     assert "succeeded" in lab.outcome(1)
     assert "the problem recovered before the job could be run" in lab.outcome(2)
@@ -349,40 +333,41 @@ def test_claim_before_the_first_message_tells_the_truth_in_it(lab: Lab) -> None:
     message says, and nothing is written twice."""
     r = lab.remediator()
     d1, d2 = r.decide(*lab.event(1)), r.decide(*lab.event(2))
-    c1, c2 = r.claim(d1), r.claim(d2)  # type: ignore[arg-type]
-    assert c1 is d1 and (c2.action, c2.reason) == ("refused", "cooldown")
+    assert d1 is not None and d2 is not None
+    c1, c2 = r.claim(d1), r.claim(d2)
+    assert c1 == replace(d1, claimed=True) and (c2.action, c2.reason) == ("refused", "cooldown")
     assert c2.summary.startswith("Self-healing refused: Rundeck job 'Restart service' (ops) already ran "
                                  "for web1 at")
-    assert r.claim(d1) is d1 and r.decide(*lab.event(1)).action == "run"  # type: ignore[union-attr]
+    assert r.claim(d1) == c1 and r.decide(*lab.event(1)).action == "run"  # type: ignore[union-attr]
     r.execute(c2)
     r.execute(c1)
     r.execute(d1)
     lab.outcome(1)
-    time.sleep(0.2)
+    assert r.wait_idle(5)
     assert lab.messages(2) == [] and len(lab.fake.calls("run")) == 1
-    assert [ln.split()[6] for ln in audit_lines(r._store)] == ["run", "refused", "started", "succeeded"]
+    assert [ln.split()[6] for ln in audit_lines(r._records)] == ["run", "refused", "started", "succeeded"]
 
 
 def test_a_claim_lost_in_a_crash_before_execute_still_runs_once(lab: Lab) -> None:
     r = lab.remediator()
     r.claim(r.decide(*lab.event(1)))  # type: ignore[arg-type]
     r.stop(0)  # crash: execute() never called
-    second = lab.remediator(store=r._store)
+    second = lab.remediator(store=r._records)
     assert second.resume() == {"queued": 1}
     assert "succeeded" in lab.outcome(1)
     d = second.decide(*lab.event(1))
     assert d is not None and d.action == "already"
     second.execute(d)
-    time.sleep(0.2)
+    assert second.wait_idle(5)
     assert len(lab.fake.calls("run")) == 1
 
 
 def test_a_claim_can_be_released(lab: Lab) -> None:
     r = lab.remediator()
     r.claim(r.decide(*lab.event(1)))  # type: ignore[arg-type]
-    assert r._store.remediations_in_flight() == 1
+    assert r._records.remediations_in_flight() == 1
     assert r.release(1, "zabbix refused the first message") is True
-    assert r._store.remediations_in_flight() == 0 and r.release(1, "again") is False
+    assert r._records.remediations_in_flight() == 0 and r.release(1, "again") is False
     assert r.decide(*lab.event(2)).action == "run"  # type: ignore[union-attr]  # no cooldown from it
 
 
@@ -401,14 +386,14 @@ def test_breaker_opens_after_n_failures_and_closes_after_reset(lab: Lab) -> None
     lab.clock.now += 301
     lab.fake.jobs[RESTART].outcome = "succeeded"
     assert "succeeded" in run_and_finish(lab, r, 5, host="c")
-    assert r._store.breaker(RESTART) == (0, None)
+    assert r._records.breaker(RESTART) == (0, None)
 
 
 def test_concurrency_cap(lab: Lab) -> None:
     lab.fake.jobs[RESTART].polls_to_finish = 10**6
     r = lab.remediator(max_concurrent=1)
     r.execute(r.decide(*lab.event(1)))  # type: ignore[arg-type]
-    wait_for(lambda: lab.fake.calls("run"), what="first run")
+    eventually(lambda: lab.fake.calls("run"), 10, "first run", POLL)
     d = r.decide(*lab.event(2, host="web9", text=DISK_FULL))
     assert d is not None and d.reason == "concurrency"
     assert "1 self-healing job(s) already in flight (remediation.max_concurrent = 1)" in d.summary
@@ -444,12 +429,12 @@ def test_each_failure_is_classified_and_reported(lab: Lab, fault: str, result: s
     text = run_and_finish(lab, r, 1)
     assert says in text, text
     assert text.startswith("[Hefestus] self-healing: ") and len(text) <= 2048
-    time.sleep(0.3)
+    assert r.wait_idle(5)
     assert len(lab.fake.calls("run")) == calls
-    rec = r._store.remediation(1)
+    rec = r._records.remediation(1)
     assert rec is not None and (rec.state, rec.result) == ("done", result)
     assert rec.counted is (result == "unknown")  # a run that may have happened counts towards limits
-    assert r._store.breaker(RESTART)[0] == 1
+    assert r._records.breaker(RESTART)[0] == 1
 
 
 def test_a_conflict_is_retried_after_backoff(lab: Lab) -> None:
@@ -458,7 +443,7 @@ def test_a_conflict_is_retried_after_backoff(lab: Lab) -> None:
     r = lab.remediator()
     assert "succeeded" in run_and_finish(lab, r, 1)
     assert len(lab.fake.calls("run")) == 2
-    assert any(" retry " in ln and "Limit of running executions" in ln for ln in audit_lines(r._store))
+    assert any(" retry " in ln and "Limit of running executions" in ln for ln in audit_lines(r._records))
 
 
 def test_rundeck_down_is_retried_then_given_up(lab: Lab) -> None:
@@ -466,7 +451,7 @@ def test_rundeck_down_is_retried_then_given_up(lab: Lab) -> None:
     r._engine._runner = lab.client(url="http://127.0.0.1:9")  # nothing listens: never sent
     text = run_and_finish(lab, r, 1)
     assert f"not started after {RUN_ATTEMPTS} attempt(s): Rundeck unavailable" in text
-    rec = r._store.remediation(1)
+    rec = r._records.remediation(1)
     assert rec is not None and (rec.result, rec.attempts, rec.counted) == ("error", RUN_ATTEMPTS, False)
 
 
@@ -475,7 +460,7 @@ def test_no_retry_once_the_problem_recovered(lab: Lab) -> None:
     r = lab.remediator(poll_max=0.3)
     p, c = lab.event(1)
     r.execute(r.decide(p, c))  # type: ignore[arg-type]
-    wait_for(lambda: lab.fake.calls("run"), what="first attempt")
+    eventually(lambda: lab.fake.calls("run"), 10, "first attempt", POLL)
     lab.zbx.resolve(1)
     assert "the problem recovered before the job could be run" in lab.outcome(1)
     assert len(lab.fake.calls("run")) == 1
@@ -488,7 +473,7 @@ def test_timeout_aborts_the_execution(lab: Lab) -> None:
     assert "did not finish within 1 s and was aborted (abort: aborted; execution 101, status aborted)" \
         in text
     assert lab.fake.executions[101].status == "aborted" and len(lab.fake.calls("abort")) == 1
-    assert r._store.remediation(1).result == "timedout"  # type: ignore[union-attr]
+    assert r._records.remediation(1).result == "timedout"  # type: ignore[union-attr]
 
 
 def test_output_tail_is_redacted_and_fits_the_limit(lab: Lab) -> None:
@@ -515,7 +500,7 @@ def test_problem_still_open_after_the_window_is_reported(lab: Lab) -> None:
     still = lab.outcome(1, n=2)
     assert still.startswith("[Hefestus] self-healing: remediation ran but the problem is still open")
     assert "Not run again" in still
-    wait_for(lambda: len(lab.outcomes) == 2, what="second outcome")
+    eventually(lambda: len(lab.outcomes) == 2, 10, "second outcome", POLL)
     assert [o.result for o in lab.outcomes] == ["succeeded", "still-open"]
     assert len(lab.fake.calls("run")) == 1
 
@@ -524,10 +509,10 @@ def test_problem_that_recovered_stays_quiet(lab: Lab) -> None:
     r = lab.remediator(rules_extra="recovery_window = 1")
     run_and_finish(lab, r, 1)
     lab.zbx.resolve(1)
-    wait_for(lambda: r._store.remediation(1).result == "recovered", what="recovered")  # type: ignore[union-attr]
-    time.sleep(0.3)
+    eventually(lambda: r._records.remediation(1).result == "recovered", 10, "recovered", POLL)  # type: ignore[union-attr]
+    assert r.wait_idle(5)
     assert len(lab.messages(1)) == 1
-    assert "recovered" in audit_lines(r._store)[-1]
+    assert "recovered" in audit_lines(r._records)[-1]
 
 
 # -- the rest ---------------------------------------------------------------------------
@@ -536,24 +521,24 @@ def test_audit_keeps_every_decision_and_outcome(lab: Lab) -> None:
     r = lab.remediator()
     run_and_finish(lab, r, 1)
     r.execute(r.decide(*lab.event(2, host="web1;x")))  # type: ignore[arg-type]
-    r2 = lab.remediator(mode="dry-run", store=r._store)
+    r2 = lab.remediator(mode="dry-run", store=r._records)
     r2.execute(r2.decide(*lab.event(3, host="web3")))  # type: ignore[arg-type]
-    wait_for(lambda: len(audit_lines(r._store)) >= 5, what="audit")
-    actions = [(ln.split()[3], ln.split()[6]) for ln in audit_lines(r._store)]
+    eventually(lambda: len(audit_lines(r._records)) >= 5, 10, "audit", POLL)
+    actions = [(ln.split()[3], ln.split()[6]) for ln in audit_lines(r._records)]
     assert actions == [("1", "run"), ("1", "started"), ("1", "succeeded"), ("2", "refused"),
-                       ("3", "dry-run")], audit_lines(r._store)
-    assert "queued Rundeck job 'Restart service' (ops) with unit=nginx.service" in audit_lines(r._store)[0]
+                       ("3", "dry-run")], audit_lines(r._records)
+    assert "queued Rundeck job 'Restart service' (ops) with unit=nginx.service" in audit_lines(r._records)[0]
 
 
 def test_stop_is_graceful_and_quick(lab: Lab) -> None:
     lab.fake.jobs[RESTART].polls_to_finish = 10**6
     r = lab.remediator()
     r.execute(r.decide(*lab.event(1)))  # type: ignore[arg-type]
-    wait_for(lambda: r._store.remediation(1).state == "running", what="running")  # type: ignore[union-attr]
+    eventually(lambda: r._records.remediation(1).state == "running", 10, "running", POLL)  # type: ignore[union-attr]
     t0 = time.monotonic()
     r.stop(5)
     assert time.monotonic() - t0 < 2
-    assert r._store.remediation(1).state == "running"  # type: ignore[union-attr]
+    assert r._records.remediation(1).state == "running"  # type: ignore[union-attr]
 
 
 def test_decision_is_a_plain_value(lab: Lab) -> None:

@@ -11,10 +11,10 @@ import pytest
 from hefestus.adapters.rundeck import RundeckClient
 from hefestus.classify.patterns import load_catalog
 from hefestus.config import RundeckSettings
-from hefestus.remediation.remediator import RemediationRules, check_jobs, load_remediation_rules
+from hefestus.remediation.checks import check_jobs
+from hefestus.remediation.rules import RemediationRules, load_remediation_rules
+from tests.support.paths import DATA
 from tests.support.rundeck import FakeRundeck
-
-from .conftest import DATA
 
 TOKEN = "abcdef0123456789-fake-token"
 JOB = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"

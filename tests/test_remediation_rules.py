@@ -17,8 +17,7 @@ from hefestus.errors import ConfigError
 from hefestus.remediation.rules import RemediationRules, load_remediation_rules
 from hefestus.testing import problem
 from hefestus.values import Classification, ItemValue
-
-from .conftest import DATA, ROOT
+from tests.support.paths import DATA, ROOT
 
 GOOD = """
 [[rule]]

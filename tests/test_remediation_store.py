@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from hefestus.state.store import SCHEMA_VERSION, AuditEntry, RemediationRecord, Store
+from hefestus.state import SCHEMA_VERSION, AuditEntry, RemediationRecord, open_state
 
 
 def record(eventid: int, **kw: object) -> RemediationRecord:
@@ -33,15 +33,17 @@ def test_a_v2_state_file_is_migrated_without_losing_anything(tmp_path: Path) -> 
     """)
     db.commit()
     db.close()
-    s = Store(path)
+    st = open_state(path)
+    s, r = st.ledger, st.remediations
     assert SCHEMA_VERSION == 3 and s.meta("schema_version") == "3"
     assert s.cursor == 41 and s.states([40])[40].state == "done"
-    assert s.add_remediation(record(40))
-    assert s.remediation(40) == record(40)
+    assert r.add_remediation(record(40))
+    assert r.remediation(40) == record(40)
 
 
 def test_one_row_per_event_and_what_the_limits_read(tmp_path: Path) -> None:
-    s = Store(tmp_path / "state.db")
+    st = open_state(tmp_path / "state.db")
+    s = st.remediations
     assert s.add_remediation(record(1))
     assert not s.add_remediation(record(1, host="other"))  # at most once per event
     assert s.remediation(1).host == "web1"  # type: ignore[union-attr]
@@ -57,8 +59,8 @@ def test_one_row_per_event_and_what_the_limits_read(tmp_path: Path) -> None:
     assert [r.eventid for r in s.remediations(outcome_state="pending")] == [2]
     assert s.breaker("job-1") == (0, None)
     s.set_breaker("job-1", 3, 99.0)
-    s.close()
-    s = Store(tmp_path / "state.db")  # all of it survives a restart
+    st.close()
+    s = open_state(tmp_path / "state.db").remediations  # all of it survives a restart
     assert s.breaker("job-1") == (3, 99.0) and s.remediation(2).state == "done"  # type: ignore[union-attr]
     for i in range(3):
         s.audit(AuditEntry(float(i), i, "web1", "restart", "job-1", "run", f"entry {i}"))

@@ -2,8 +2,8 @@
 
 No patching: the adapter talks HTTP to a real local server that follows
 shared/reference/rundeck.md. The fake's success answers are validated against
-Rundeck's OpenAPI document, so the fake cannot drift into a shape the real
-server never sends.
+Rundeck's OpenAPI document (vendored: tests/data/rundeck-openapi-v48.yml), so the
+fake cannot drift into a shape the real server never sends.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-from hefestus.adapters.rundeck import Execution, RundeckClient
+from hefestus.adapters.rundeck import RundeckClient
 from hefestus.config import RundeckSettings
 from hefestus.errors import (
     RundeckAuthError,
@@ -33,10 +33,13 @@ from hefestus.errors import (
     RundeckRejected,
     RundeckUnavailable,
 )
+from hefestus.remediation.ports import Execution
+from tests.support.helpers import eventually
+from tests.support.paths import DATA
 from tests.support.rundeck import Call, FakeRundeck, Fault
 
-# tests/ -> the repo -> its parent, which holds shared/ (here and in CI)
-SPEC = Path(__file__).resolve().parents[2] / "shared/reference/rundeck-openapi-v48.yml"
+#: Rundeck's published OpenAPI document, vendored (Apache-2.0: see its .LICENSE.md beside it).
+SPEC = DATA / "rundeck-openapi-v48.yml"
 JOB = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
 TOKEN = "abcdef0123456789-fake-token"
 
@@ -284,7 +287,8 @@ def test_run_that_times_out_may_have_started(fake: FakeRundeck) -> None:
     assert time.monotonic() - t0 < 1.4
     assert info.value.maybe_started and info.value.status is None
     assert len(fake.calls("run")) == 1
-    time.sleep(0.7)  # the fake finishes the "slow" run after the client gave up
+    # the fake finishes the "slow" run after the client gave up
+    eventually(lambda: fake.executions, 5, "the execution the hung run call made", 0.05)
     assert len(fake.executions) == 1
 
 
@@ -390,7 +394,7 @@ ERRATA = {("system", "rundeck", "apiversion"): {"type": "integer"},
 @pytest.fixture(scope="module")
 def spec_doc() -> dict[str, Any]:
     if not SPEC.exists():
-        pytest.fail(f"{SPEC} is missing: the repo's parent directory must hold shared/")
+        pytest.fail(f"{SPEC} is missing: it is vendored in the repository")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 13,000 lines: C is 10x faster
     doc: dict[str, Any] = yaml.load(SPEC.read_text(), Loader=loader)  # noqa: S506 (safe loader)
     return doc

@@ -12,10 +12,7 @@ import httpx
 
 from tests.support.helpers import free_port, wait_serving
 from tests.support.ollama import FakeOllama
-
-DATA = Path(__file__).parent / "data"
-
-
+from tests.support.paths import DATA
 
 
 def test_serve_answers_ci_pipelines_with_patterns_and_the_model(tmp_path: Path) -> None:

@@ -9,23 +9,25 @@ from pathlib import Path
 import pytest
 
 from hefestus.errors import StateError
-from hefestus.state.store import Store
+from hefestus.state import State, open_state
 
 
 def test_cursor_and_ledger_survive_reopen(tmp_path: Path) -> None:
-    s = Store(tmp_path / "state.db")
+    st = open_state(tmp_path / "state.db")
+    s = st.ledger
     assert s.cursor is None
     s.advance_cursor(10)
     s.advance_cursor(7)  # never backwards
     s.record([(5, "done", "linux", "disk-full", "disk-full", "")])
-    s.close()
-    s = Store(tmp_path / "state.db")
+    st.close()
+    st = open_state(tmp_path / "state.db")
+    s = st.ledger
     assert s.cursor == 10
     assert s.states([5, 6])[5].state == "done" and 6 not in s.states([5, 6])
 
 
 def test_failures_count_up_to_give_up(tmp_path: Path) -> None:
-    s = Store(tmp_path / "state.db")
+    s = open_state(tmp_path / "state.db").ledger
     assert s.record_failure(3, "refused", give_up_after=2) is False
     assert s.states([3])[3].state == "pending"
     assert s.record_failure(3, "refused", give_up_after=2) is True
@@ -36,7 +38,7 @@ def test_corrupt_file_is_a_clear_error_not_a_reset(tmp_path: Path) -> None:
     p = tmp_path / "state.db"
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateError, match="corrupt; move it aside"):
-        Store(p)
+        open_state(p)
     assert p.read_bytes().startswith(b"this is not sqlite")
 
 
@@ -47,14 +49,14 @@ def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:
     try:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)], check=True)
         mounted = True
-        s = Store(d / "state.db")
-        s.advance_cursor(5)
+        s = open_state(d / "state.db")
+        s.ledger.advance_cursor(5)
         s.close()
         subprocess.run(["mount", "-o", "remount,ro", str(d)], check=True)
-        ro: Store | None = None
+        ro: State | None = None
         with pytest.raises(StateError) as err:
-            ro = Store(d / "state.db")
-            ro.advance_cursor(6)
+            ro = open_state(d / "state.db")
+            ro.ledger.advance_cursor(6)
         if ro is not None:
             ro.close()
         assert str(d / "state.db") in str(err.value)
@@ -66,8 +68,9 @@ def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
-    s = Store(tmp_path / "state.db")
+    st = open_state(tmp_path / "state.db")
+    s = st.ledger
     s.record([(1, "done", None, None, None, ""), (2, "pending", None, None, None, "")])
-    s._db.execute("UPDATE events SET updated_at = 0")
+    st.database.execute("UPDATE events SET updated_at = 0")
     assert s.prune(1, keep_above=100) == 1
     assert set(s.states([1, 2])) == {2}

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "hefestus.service"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -69,7 +70,7 @@ out;
 PUSH_TOKEN = "webhook-unit-token-0123456789abcdef"
 
 
-def run_webhook(answer: tuple[int, str] | None = (202, '{"status": "queued", "eventid": 4521}'),
+def run_webhook(answer: tuple[int, str] | None = (202, '{"status": "queued", "eventid": 4521}'), /,
                 **overrides: str) -> dict[str, Any]:
     try:
         import dukpy

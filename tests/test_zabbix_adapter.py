@@ -62,8 +62,8 @@ def server() -> Iterator[Server]:
 
 
 def client(server: Server, **kw: object) -> ZabbixClient:
-    settings = ZabbixSettings(url=server.url, user="hefestus", password="pw-Secret-1", timeout=2,  # type: ignore[arg-type]
-                              retries=3, **kw)
+    settings = ZabbixSettings.model_validate({"url": server.url, "user": "hefestus", "password": "pw-Secret-1",
+                                              "timeout": 2, "retries": 3, **kw})
     return ZabbixClient(settings, sleep=lambda _: None)
 
 

@@ -1,4 +1,7 @@
-"""Command line: ``hefestus run | check | analyze | state``.
+"""Command line: ``hefestus run | check | analyze | serve | state | remediation``.
+
+Parses arguments, calls :mod:`hefestus.app` (the composition root) and prints: it
+builds nothing itself.
 
 Exit codes: 0 fine, 1 a check failed or an event could not be handled,
 2 bad configuration, rules or patterns (the message names file and line).
@@ -11,11 +14,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from hefestus import __version__, logs
-from hefestus.config import Settings, find_config, load_settings
-from hefestus.errors import ConfigError, HefestusError, StateError, ZabbixError
+from hefestus.config import ApiSettings, Settings, find_config, load_settings
+from hefestus.errors import ConfigError, StateError, ZabbixError
+from hefestus.redact import Redactor
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -77,8 +80,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     settings = _settings(args)
-    from hefestus.redact import Redactor
-
     logs.setup(settings.logging.level, settings.logging.format,
                redact=Redactor(settings.redaction.patterns))
     if args.command == "check":
@@ -87,7 +88,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _state(settings, args)
     if args.command == "remediation":
         return _remediation(settings, args)
-    from hefestus.app.build import build, run_cycle, serve_forever
+    from hefestus.app.build import build
+    from hefestus.app.daemon import run_once, serve_forever
 
     if args.poll_interval:
         intake = settings.intake.model_copy(update={"poll_interval": args.poll_interval})
@@ -102,9 +104,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"--- {len(report.planned)} event(s); nothing was written", file=sys.stderr)
         return EXIT_OK
     if args.once:
-        app.remediator.resume()  # runs a previous process left in flight are followed, never rerun
-        done = run_cycle(app)
-        app.close()
+        done = run_once(app)
         if done is None:
             return EXIT_FAIL
         print(json.dumps(done.as_dict()))
@@ -123,160 +123,83 @@ def _offline_settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import signal
-
-    from prometheus_client import CollectorRegistry
-
-    from hefestus.analysis.analyzer import MemoryCache
-    from hefestus.api.app import create_app
-    from hefestus.api.backend import ApiBackend, HealthBoard
-    from hefestus.api.metrics import DaemonCollector, Totals
-    from hefestus.api.server import Server
-    from hefestus.app.build import KnowledgeHolder, build_analyzer, model_names, model_status
-    from hefestus.redact import Redactor
+    from hefestus.app.daemon import serve_api
 
     settings = _offline_settings(args)
     api = settings.api
     if args.listen:
-        from hefestus.api.models import ApiSettings
-
         api = ApiSettings.model_validate({**settings.api.model_dump(), "listen": args.listen})
-    redact = Redactor(settings.redaction.patterns)
-    logs.setup(settings.logging.level, settings.logging.format, redact=redact)
-    knowledge = KnowledgeHolder(settings)
-    analyzer, model = build_analyzer(settings, knowledge, MemoryCache(), redact)  # type: ignore[arg-type]
-    health = HealthBoard()
-    health.set("zabbix", True, "not used: `hefestus serve` answers the API only")
-    backend = ApiBackend(knowledge, analyzer, health, model_check=(
-        (lambda: model_status(model, model_names(settings))) if analyzer.enabled else None))
-    registry = CollectorRegistry()
-    registry.register(DaemonCollector(Totals(), analysis=lambda: analyzer.stats))
-    server = Server(create_app(backend, api, metrics=registry), api.listen, stop_timeout=api.stop_timeout)
-    signal.signal(signal.SIGHUP, lambda *_: knowledge.reload())
-    print(f"hefestus: serving the API on {server.url} (Swagger UI: {server.url}/swagger/index.html)",
-          file=sys.stderr)
-    try:
-        server.run()
-    finally:
-        analyzer.close()
-    return EXIT_OK
+    logs.setup(settings.logging.level, settings.logging.format, redact=Redactor(settings.redaction.patterns))
+
+    def listening(url: str) -> None:
+        print(f"hefestus: serving the API on {url} (Swagger UI: {url}/swagger/index.html)", file=sys.stderr)
+
+    return serve_api(settings, api, listening=listening)
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from hefestus.analysis.analyzer import MemoryCache
     from hefestus.api.backend import problem_from_text
-    from hefestus.app.build import KnowledgeHolder, build_analyzer
-    from hefestus.redact import Redactor
+    from hefestus.app.build import build_offline
+    from hefestus.pipeline.render import render
 
     text = sys.stdin.read() if args.text == "-" else args.text
     settings = _offline_settings(args)
     if args.no_model:
         settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
-    redact = Redactor(settings.redaction.patterns)
-    knowledge = KnowledgeHolder(settings)
+    knowledge, analyzer, _, redact = build_offline(settings)
     catalog = knowledge().catalog
     if args.domain and args.domain not in catalog:
         raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
     c = knowledge().analyze(text, args.domain)
-    analyzer, _ = build_analyzer(settings, knowledge, MemoryCache(), redact)  # type: ignore[arg-type]
-    s = analyzer.suggest([(problem_from_text(text), c)], remember=False)[0]
-    analyzer.close()
+    try:
+        s = analyzer.suggest([(problem_from_text(text), c)], remember=False)[0]
+    finally:
+        analyzer.close()
     if args.json:
         out = {**c.as_dict(), "cause": s.cause, "solutions": list(s.steps),
                "confidence": round(s.confidence, 3), "source": s.source, "model": s.model, "note": s.note}
         print(redact(json.dumps(out, indent=2, ensure_ascii=False)))
     else:
-        from hefestus.pipeline.render import render
-
         print(redact(render(s)))
     return EXIT_OK
 
 
 def _check(settings: Settings) -> int:
+    from hefestus.app.build import checks
+
     ok = True
-
-    def line(status: str, what: str, detail: str = "") -> None:
-        print(f"[{status:>4}] {what}{': ' + detail if detail else ''}")
-
-    line("ok", "configuration", str(settings.source))
-    from hefestus.app.build import KnowledgeHolder
-
-    knowledge = KnowledgeHolder(settings)()
-    for domain in knowledge.catalog.domains:
-        d = knowledge.catalog[domain]
-        line("ok", f"patterns {domain}", f"{len(d)} patterns ({d.path})")
-    line("ok", "rules", f"{len(knowledge.router.rules)} rules, default {knowledge.router.default!r}")
-    from hefestus.adapters.ollama import OllamaModel
-    from hefestus.app.build import model_names, model_status
-
-    model = OllamaModel(settings.ollama) if settings.ollama.model else None
-    if settings.analysis.mode == "pattern":
-        line("ok", "model", "analysis.mode = \"pattern\": the model is never asked")
-    else:
-        model_ok, detail = model_status(model, model_names(settings))
-        ok = ok and model_ok
-        line("ok" if model_ok else "FAIL", "model", detail)
-    from hefestus.adapters.rundeck import RundeckClient
-    from hefestus.remediation.remediator import check_jobs
-
-    rundeck = RundeckClient(settings.rundeck) if settings.rundeck is not None else None
-    for status, what, detail in check_jobs(rundeck, knowledge.remediation, mode=settings.remediation.mode,
-                                           api_version=settings.rundeck.api_version if settings.rundeck else 0):
+    for status, what, detail in checks(settings):
         ok = ok and status != "FAIL"
-        line(status, what, detail)
-    from hefestus.state.store import Store
-
-    store = Store(settings.state_path)
-    line("ok", "state", f"{settings.state_path} (cursor {store.cursor})")
-    store.close()
-    from hefestus.adapters.zabbix import ZabbixClient
-
-    zbx = ZabbixClient(settings.zabbix)
-    try:
-        version = zbx.connect()
-        line("ok", "zabbix", f"{settings.zabbix.url} (API {version})")
-        perms: dict[str, Any] = zbx.permissions()
-        line("ok", "zabbix user", f"{perms['user']} (role {perms.get('role', '?')})")
-        need = ["comment"] + (["acknowledge"] if settings.acknowledge.action == "acknowledge" else [])
-        labels = {"comment": "Add problem comments", "acknowledge": "Acknowledge problems"}
-        for right in need:
-            if perms[right] is None:
-                line("warn", f"permission '{labels[right]}'", "cannot read the role's rules; check it in the UI")
-            elif perms[right]:
-                line("ok", f"permission '{labels[right]}'")
-            else:
-                ok = False
-                line("FAIL", f"permission '{labels[right]}'", "the role forbids it: Hefestus cannot write")
-        if settings.intake.host_groups:
-            zbx.group_ids(settings.intake.host_groups)
-            line("ok", "host groups", ", ".join(settings.intake.host_groups))
-    except HefestusError as exc:
-        ok = False
-        line("FAIL", "zabbix", str(exc))
+        print(f"[{status:>4}] {what}{': ' + detail if detail else ''}")
     return EXIT_OK if ok else EXIT_FAIL
 
 
 def _remediation(settings: Settings, args: argparse.Namespace) -> int:
+    from hefestus.app.build import open_store
     from hefestus.remediation.remediator import audit_lines
-    from hefestus.state.store import Store
 
-    store = Store(settings.state_path)
-    print(f"mode: {settings.remediation.mode}")
-    lines = audit_lines(store, args.limit, eventid=args.event)
-    for text in lines:
-        print(text)
-    if not lines:
-        print("(no remediation decisions yet)")
-    store.close()
+    state = open_store(settings)
+    try:
+        print(f"mode: {settings.remediation.mode}")
+        lines = audit_lines(state.remediations, args.limit, eventid=args.event)
+        for text in lines:
+            print(text)
+        if not lines:
+            print("(no remediation decisions yet)")
+    finally:
+        state.close()
     return EXIT_OK
 
 
 def _state(settings: Settings, args: argparse.Namespace) -> int:
-    from hefestus.state.store import Store
+    from hefestus.app.build import open_store
 
-    store = Store(settings.state_path)
-    print(f"cursor: {store.cursor}")
-    for e in store.recent(args.limit, args.state):
-        what = f"{e.domain}/{e.category or 'unclassified'}" if e.domain else "-"
-        print(f"{e.eventid:>10}  {e.state:<8} {what:<40} {e.detail}")
+    state = open_store(settings)
+    try:
+        print(f"cursor: {state.ledger.cursor}")
+        for e in state.ledger.recent(args.limit, args.state):
+            what = f"{e.domain}/{e.category or 'unclassified'}" if e.domain else "-"
+            print(f"{e.eventid:>10}  {e.state:<8} {what:<40} {e.detail}")
+    finally:
+        state.close()
     return EXIT_OK

@@ -16,18 +16,19 @@ translated at the adapter boundary and chained with ``raise ... from exc``::
     │   ├── ModelUnavailable   transient: server down, hung, 5xx, broken stream
     │   ├── ModelNotFound      the server is up but the model is not pulled (404)
     │   └── ModelBadAnswer     an answer that is not valid JSON for the schema, or cut off
-    └── RundeckError           .transient .status .code .maybe_started
-        ├── RundeckUnavailable   transient: down, slow, 5xx, 409 too many running
-        ├── RundeckAuthError     403/401: token invalid, or lacks the ACL
-        ├── RundeckRejected      Rundeck said no to this request (bad id, options,
-        │                        job disabled, API version unsupported, redirect)
-        └── RundeckProtocolError a 2xx that breaks the contract (HTML login page,
-                                 missing fields): a proxy in the way or an API change
+    ├── RundeckError           .transient .status .code .maybe_started
+    │   ├── RundeckUnavailable   transient: down, slow, 5xx, 409 too many running
+    │   ├── RundeckAuthError     403/401: token invalid, or lacks the ACL
+    │   ├── RundeckRejected      Rundeck said no to this request (bad id, options,
+    │   │                        job disabled, API version unsupported, redirect)
+    │   └── RundeckProtocolError a 2xx that breaks the contract (HTML login page,
+    │                            missing fields): a proxy in the way or an API change
+    └── NotifyError            a chat notification was not delivered: .transient .reason
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class HefestusError(Exception):
@@ -128,3 +129,28 @@ class RundeckRejected(RundeckError):
 
 class RundeckProtocolError(RundeckError):
     """A success status with a body that breaks the contract (not JSON, fields missing)."""
+
+
+#: Why a notification failed, in words a metric label can carry.
+NotifyReason = Literal["rate-limited", "server-error", "client-error", "timeout", "connection",
+                       "invalid-answer"]
+
+
+class NotifyError(HefestusError):
+    """A notifier could not deliver. Never carries the webhook URL.
+
+    ``transient``: the same message may get through later (rate limit, 5xx,
+    timeout); the dispatcher retries those only. ``reason`` is one of
+    :data:`NotifyReason`, for metrics. ``code`` is the service's own error word
+    (Slack's ``channel_is_archived``), ``retry_after`` the seconds the service
+    asked us to wait.
+    """
+
+    def __init__(self, message: str, *, transient: bool, reason: NotifyReason, status: int | None = None,
+                 code: str | None = None, retry_after: float | None = None) -> None:
+        self.transient = transient
+        self.reason = reason
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(message)

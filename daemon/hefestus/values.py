@@ -40,14 +40,19 @@ class Severity(enum.IntEnum):
     DISASTER = 5
 
     @classmethod
-    def parse(cls, value: str | int) -> Severity:
-        """Accept ``"high"``, ``"High"``, ``"not_classified"`` or ``4``."""
-        if isinstance(value, int):
-            return cls(value)
-        key = value.strip().upper().replace(" ", "_").replace("-", "_")
-        if key.isdigit():
-            return cls(int(key))
-        return cls[key]
+    def parse(cls, value: object) -> Severity:
+        """Accept ``"high"``, ``"High"``, ``"not_classified"`` or ``4``; anything else is a
+        ValueError whose message lists the names (config and rule files show it as is)."""
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return cls(value)
+            if isinstance(value, str):
+                key = value.strip().upper().replace(" ", "_").replace("-", "_")
+                return cls(int(key)) if key.isdigit() else cls[key]
+        except (KeyError, ValueError):
+            pass
+        names = ", ".join(s.label.replace(" ", "_") for s in cls)
+        raise ValueError(f"unknown severity {value!r}; use one of {names}")
 
     @property
     def label(self) -> str:
@@ -219,3 +224,21 @@ class Suggestion:
     @property
     def from_model(self) -> bool:
         return self.model is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one remediation ended: what the remediation engine hands to notifiers."""
+
+    eventid: int
+    host: str
+    rule: str
+    job_name: str
+    project: str
+    #: succeeded, failed, aborted, timedout, ..., unknown, rejected, error, dropped,
+    #: refused, recovered, still-open
+    result: str
+    #: What was written to Zabbix ("" when nothing was: a problem that recovered).
+    message: str
+    permalink: str = ""
+    exec_id: int | None = None

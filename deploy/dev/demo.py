@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB_PORT = os.environ.get("HEFESTUS_ZBX_WEB_PORT", "8089")
+WEB_PORT = os.environ.get(  # the dev Zabbix (`make zabbix [ZABBIX=7.0]`): 6.0 on 8089, 7.0 on 8097
+    "HEFESTUS_ZBX_WEB_PORT", "8097" if os.environ.get("HEFESTUS_ZBX_VERSION") == "7.0" else "8089")
 URL = os.environ.get("HEFESTUS_ZABBIX_URL", f"http://127.0.0.1:{WEB_PORT}")
 ENV = {
     **os.environ,
@@ -68,6 +69,7 @@ SAMPLES = [
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "daemon"))
+    sys.path.insert(0, str(ROOT))  # tests/support: the Zabbix lab and the model server (not shipped)
     from tests.support.ollama import model_server
 
     own_model = "HEFESTUS_OLLAMA_URL" not in os.environ

@@ -16,8 +16,8 @@ import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
 from tests.support.lab import ZabbixLab, hefestus_messages
+from tests.support.zabbix_config import ADMIN, ZABBIX_URL, write_config
 
-from ..integration.conftest import ADMIN, ZABBIX_URL, admin, lab, write_config  # noqa: F401  (fixtures)
 from .chrome import outside, requested_urls
 
 pytestmark = pytest.mark.zabbix
@@ -34,7 +34,7 @@ def _run_once(config: Path) -> dict[str, int]:
     return report
 
 
-def test_problem_view_shows_the_hefestus_message(admin: ZabbixClient, lab: ZabbixLab, browser: Any,  # noqa: F811
+def test_problem_view_shows_the_hefestus_message(admin: ZabbixClient, lab: ZabbixLab, browser: Any,
                                                  screenshot: Callable[[str], Path], tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec

@@ -6,15 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from hefestus.app.build import App, run_cycle
+from hefestus.app.build import App
+from hefestus.app.daemon import run_cycle
+from hefestus.classify.knowledge import load_knowledge
 from hefestus.pipeline.render import MARKER
+from hefestus.values import Classification
+from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
-
-from .conftest import IT_USER, ROOT, write_config
+from tests.support.paths import ROOT
+from tests.support.zabbix_config import IT_USER, write_config
 
 SAMPLES = {
     "kubernetes": ("Kubernetes nodes",
@@ -26,7 +30,7 @@ SAMPLES = {
 }
 
 
-def fire(lab: ZabbixLab, hosts: dict[str, LabHost], texts: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
+def fire(lab: ZabbixLab, hosts: dict[str, LabHost], texts: dict[str, str]) -> list[dict[str, Any]]:
     before = {e["eventid"] for e in lab.events_for(list(hosts.values()), expect=0, timeout=0)}
     lab.send([(hosts[d], t) for d, t in texts.items()])
     rows = lab.events_for(list(hosts.values()), expect=len(before) + len(texts))
@@ -76,7 +80,7 @@ def test_three_domains_classified_and_acknowledged_once(lab: ZabbixLab, make_app
     assert "nginx.service" in linux_msg
 
     # Restart with the same state: nothing new. Lost state + backlog: the marker prevents a double.
-    app.store.close()
+    app.close()
     run_until_quiet(make_app())
     (tmp_path / "state.db").unlink()
     for suffix in ("-wal", "-shm"):
@@ -87,9 +91,7 @@ def test_three_domains_classified_and_acknowledged_once(lab: ZabbixLab, make_app
     assert all(len(m) == 1 for m in got.values()), got
 
 
-def _expected(domain: str, samples: dict[str, tuple[str, str]]):  # type: ignore[no-untyped-def]
-    from hefestus.classify.knowledge import load_knowledge
-
+def _expected(domain: str, samples: dict[str, tuple[str, str]]) -> Classification:
     k = load_knowledge(ROOT / "rules", ROOT / "patterns")
     return k.catalog.classify(samples[domain][1], domain)
 
@@ -113,7 +115,7 @@ def test_event_visible_behind_the_cursor_is_handled(lab: ZabbixLab, make_app: Ca
     run_until_quiet(app)
     events = fire(lab, hosts, {"linux": SAMPLES["linux"][1], "database": SAMPLES["database"][1]})
     newest = max(int(e["eventid"]) for e in events)
-    app.store.advance_cursor(newest)  # as if both ids had been read before they were visible
+    app.state.ledger.advance_cursor(newest)  # as if both ids had been read before they were visible
     run_until_quiet(app)
     got = acks(lab, hosts, {e["eventid"] for e in events})
     assert sorted(len(m) for m in got.values()) == [1, 1]
@@ -129,12 +131,11 @@ def test_daemon_runs_and_stops_gracefully(lab: ZabbixLab, tmp_path: Path) -> Non
     daemon = subprocess.Popen([sys.executable, "-m", "hefestus", "run", "--poll-interval", "1"],
                               env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def acked() -> dict[str, list[str]] | None:
             got = acks(lab, hosts, {e["eventid"] for e in events})
-            if all(got.values()):
-                break
-            time.sleep(1)
+            return got if all(got.values()) else None
+
+        got = eventually(acked, 60, "a Hefestus message on every event", interval=1)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)

@@ -13,15 +13,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from tests.support.faults import record_fault
+from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
 from tests.support.ollama import FakeOllama
-
-from ..conftest import record_fault
-from .conftest import write_config
+from tests.support.zabbix_config import write_config
 
 #: Ten kinds no shipped pattern knows (so the model is asked), and five it does.
 ODD_KINDS = ("payments", "billing", "search", "checkout", "inventory", "shipping", "ledger", "mailer",
@@ -59,12 +59,11 @@ def messages(lab: ZabbixLab, hosts: list[LabHost], ids: set[str]) -> dict[object
 
 
 def wait_all(lab: ZabbixLab, hosts: list[LabHost], ids: set[str], timeout: float) -> dict[object, list[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = messages(lab, hosts, ids)
-        if all(got.values()) or time.monotonic() > deadline:
-            return got
-        time.sleep(1)
+    """The messages once every event has one; after ``timeout`` s, what there is: the caller
+    records the losses in the summary, then fails on them."""
+    with suppress(AssertionError):
+        eventually(lambda: all(messages(lab, hosts, ids).values()), timeout, "a message on every event", 1)
+    return messages(lab, hosts, ids)
 
 
 @contextmanager
@@ -97,12 +96,9 @@ def test_kill_9_mid_storm_then_restart(lab: ZabbixLab, tmp_path: Path) -> None:
     first_run(config)
     ids = storm(lab, hosts, list(KNOWN), per_kind=30)
     with daemon(config, "--poll-interval", "1") as proc:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done = sum(1 for m in messages(lab, hosts, ids).values() if m)
-            if done >= 10:
-                break
-            time.sleep(0.3)
+        with suppress(AssertionError):  # after 60 s it is killed wherever it is
+            eventually(lambda: sum(1 for m in messages(lab, hosts, ids).values() if m) >= 10, 60,
+                       "ten events handled", 0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     partial = sum(1 for m in messages(lab, hosts, ids).values() if m)
@@ -125,7 +121,8 @@ def test_postgresql_restarted_mid_storm(lab: ZabbixLab, tmp_path: Path) -> None:
     first_run(config)
     ids = storm(lab, hosts, list(KNOWN), per_kind=20)
     with daemon(config, "--poll-interval", "1") as proc:
-        time.sleep(2)
+        # the daemon is at work on the storm (was: two seconds, and hope it had started)
+        eventually(lambda: any(messages(lab, hosts, ids).values()), 60, "the daemon's first message", 0.3)
         _pg_restart()
         got = wait_all(lab, hosts, ids, timeout=180)
         assert proc.poll() is None, "the daemon must survive a database restart"

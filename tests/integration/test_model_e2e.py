@@ -15,8 +15,8 @@ from hefestus.app.build import App
 from hefestus.pipeline.render import MARKER
 from tests.support.helpers import free_port
 from tests.support.lab import ZabbixLab
+from tests.support.zabbix_config import write_config
 
-from .conftest import write_config
 from .test_end_to_end import acks, fire, run_until_quiet
 
 SECRET = "Hx-pl4nted-S3cret-77q"

@@ -15,20 +15,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from hefestus.adapters.zabbix import ZabbixClient
-from tests.support.helpers import free_port
+from tests.support.helpers import eventually, free_port, metric
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
-
-from .conftest import ROOT, write_config
+from tests.support.paths import ROOT
+from tests.support.zabbix_config import write_config
 
 MEDIA_TYPE = ROOT / "deploy" / "zabbix" / "hefestus-media-type.yaml"
 PUSH_USER = ("hefestus-push-it", "Hx-push-S3cret-7q1w!")
@@ -37,19 +37,6 @@ CLASSIFIED = re.compile(r"\[Hefestus\] [\w-]+ / ")
 LINUX = "Nov 24 03:12:09 web systemd[1]: nginx.service: Failed with result 'exit-code'."
 #: Alert statuses (alert.get): 0 not sent yet, 1 sent, 2 failed after its attempts, 3 new.
 SENT, FAILED = "1", "2"
-T = TypeVar("T")
-
-
-
-
-def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
-    """The first truthy value of ``probe`` within ``timeout`` s, else its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +125,7 @@ class Daemon:
 
     def polls(self) -> float:
         """Poll cycles that reached Zabbix (Prometheus counter)."""
-        text = httpx.get(f"{self.base}/metrics", headers=self.auth, timeout=10).text
-        found = re.search(r"^hefestus_poll_cycles_total (\S+)$", text, re.M)
-        return float(found.group(1)) if found else 0.0
+        return metric(self.base, self.token, "hefestus_poll_cycles_total")
 
     def requests(self, path: str) -> list[str]:
         return [ln for ln in self.log.read_text().splitlines()
@@ -169,7 +154,7 @@ def running_daemon(tmp_path: Path, *, poll_interval: float, token: str) -> Itera
             return False
 
     try:
-        assert wait_for(ready, 60, 0.2), f"hefestus did not become ready: {log.read_text()[-3000:]}"
+        eventually(ready, 60, lambda: f"hefestus to become ready: {log.read_text()[-3000:]}", 0.2)
         yield daemon
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -223,11 +208,12 @@ def test_webhook_push_gets_a_problem_handled_at_once(admin: ZabbixClient, lab: Z
         assert daemon.polls() == 1  # the start-up poll; the next one is 5 minutes away
         started = time.monotonic()
         eventid = fire(lab, host, LINUX)
-        got = wait_for(lambda: messages(lab, host, eventid), 60)
-        assert got, f"no Hefestus message within 60 s{why(admin, lab, eventid, media_type, daemon)}"
+        got = eventually(lambda: messages(lab, host, eventid), 60,
+                         lambda: f"a Hefestus message{why(admin, lab, eventid, media_type, daemon)}", 0.5)
         took = time.monotonic() - started
         assert len(got) == 1 and got[0].startswith("[Hefestus] linux / service-failed"), got
-        sent = wait_for(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == SENT], 30)
+        sent = eventually(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == SENT], 30,
+                          lambda: f"the alert sent{why(admin, lab, eventid, media_type, daemon)}", 0.5)
         assert len(sent) == 1 and sent[0]["error"] == "", why(admin, lab, eventid, media_type, daemon)
         pushes = daemon.requests("/api/zabbix/events")
         assert len(pushes) == 1 and '"status": 202' in pushes[0], pushes
@@ -238,7 +224,7 @@ def test_webhook_push_gets_a_problem_handled_at_once(admin: ZabbixClient, lab: Z
         again = httpx.post(f"{daemon.base}/api/zabbix/events", headers=daemon.auth, timeout=10,
                            json={"eventid": eventid, "event_value": "1"})
         assert again.status_code == 202 and again.json() == {"status": "queued", "eventid": int(eventid)}
-        assert wait_for(lambda: daemon.polls() > polls, 30), "the second push ran no cycle"
+        eventually(lambda: daemon.polls() > polls, 30, "a cycle run by the second push", 0.5)
         assert len(messages(lab, host, eventid)) == 1
     log = daemon.log.read_text()
     assert TOKEN not in log
@@ -256,16 +242,16 @@ def test_a_lost_push_is_caught_by_the_next_poll_exactly_once(admin: ZabbixClient
     with running_daemon(tmp_path, poll_interval=5, token=TOKEN) as daemon, \
             push_action(admin, lab, host, media_type, push_user, url=daemon.base, token=wrong):
         eventid = fire(lab, host, LINUX)
-        failed = wait_for(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == FAILED], 60)
-        assert failed, f"the push should have failed{why(admin, lab, eventid, media_type, daemon)}"
+        failed = eventually(lambda: [a for a in alerts(admin, eventid, media_type) if a["status"] == FAILED], 60,
+                            lambda: f"the push to fail{why(admin, lab, eventid, media_type, daemon)}", 0.5)
         error = failed[0]["error"]
         assert "HTTP 401" in error and "does not match" in error, error
         assert wrong not in error and TOKEN not in error
         print(f"zabbix recorded the failed push as: {error}")
-        assert wait_for(lambda: messages(lab, host, eventid), 60), \
-            f"polling did not catch the event{why(admin, lab, eventid, media_type, daemon)}"
+        eventually(lambda: messages(lab, host, eventid), 60,
+                   lambda: f"polling to catch the event{why(admin, lab, eventid, media_type, daemon)}", 0.5)
         polls = daemon.polls()
-        assert wait_for(lambda: daemon.polls() >= polls + 2, 40), "polling stopped"
+        eventually(lambda: daemon.polls() >= polls + 2, 40, "two more polls (polling stopped?)", 0.5)
         assert len(messages(lab, host, eventid)) == 1
         refused = daemon.requests("/api/zabbix/events")
         assert refused and all('"status": 401' in r for r in refused), refused

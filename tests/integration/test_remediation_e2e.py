@@ -14,14 +14,15 @@ from hefestus.classify.knowledge import load_knowledge
 from hefestus.config import RemediationSettings, RundeckSettings, load_settings
 from hefestus.pipeline.render import MARKER
 from hefestus.redact import Redactor
-from hefestus.remediation.remediator import Remediator, audit_lines, load_remediation_rules
-from hefestus.state.store import Store
+from hefestus.remediation.remediator import Remediator, audit_lines
+from hefestus.remediation.rules import load_remediation_rules
+from hefestus.state import open_state
 from hefestus.values import EventFilter, Problem
 from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab
+from tests.support.paths import ROOT
 from tests.support.rundeck import FakeRundeck
-
-from .conftest import ROOT, write_config
+from tests.support.zabbix_config import write_config
 
 TOKEN = "it-rundeck-token-0123456789"
 RESTART = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
@@ -80,7 +81,8 @@ def test_problem_to_job_to_outcome_and_the_closed_loop(lab: ZabbixLab, tmp_path:
                      output=("stopping nginx", "starting nginx", "nginx is active"))
         fake.add_job(CLEAN, "clean-disk", polls_to_finish=10**6, output=("freed 3 GB",))
         rundeck = RundeckClient(RundeckSettings(url=fake.url, token=SecretStr(TOKEN), timeout=5))
-        store = Store(tmp_path / "state.db")
+        state = open_state(tmp_path / "state.db")
+        store = state.remediations
 
         def remediator() -> Remediator:
             return Remediator(remediation, lambda: rules, rundeck, zbx, store, redact=Redactor())
@@ -126,11 +128,12 @@ def test_problem_to_job_to_outcome_and_the_closed_loop(lab: ZabbixLab, tmp_path:
         lab.send([(disk, "")])  # the trigger recovers: Zabbix sets the event's r_eventid
         eventually(lambda: store.remediation(disk_full).result == "recovered",  # type: ignore[union-attr]
              what="recovered")
+        assert second.wait_idle(5)
         assert len(messages(lab, disk, disk_full)) == 2  # recovered: nothing more to say
         assert len(fake.calls("run")) == 2
         assert any("resumed" in line for line in audit_lines(store))
         second.stop(5)
-        store.close()
+        state.close()
 
 
 def _again(zbx: ZabbixClient, knowledge: Any, eventid: int) -> tuple[Problem, Any]:

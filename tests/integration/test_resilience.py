@@ -17,18 +17,24 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.cli import main
 from hefestus.config import load_settings
 from hefestus.errors import ZabbixAuthError
-from tests.support.helpers import free_port
+from tests.support.faults import record_fault
+from tests.support.helpers import eventually, free_port, metric, wait_serving
 from tests.support.lab import ZabbixLab
+from tests.support.zabbix_config import IT_USER, write_config
 
-from ..conftest import record_fault
-from .conftest import IT_USER, write_config
 from .test_end_to_end import SAMPLES, acks, fire, make_hosts
+
+ZABBIX_ERRORS = 'hefestus_dependency_errors_total{dependency="zabbix"}'
+POLLS = "hefestus_poll_cycles_total"
 
 
 class Frontend:
-    """A second, private frontend process on the same Zabbix database, so it can be stopped."""
+    """A second, private frontend process on the same Zabbix database, so it can be stopped.
+    ``root`` is the dev Zabbix's own frontend copy (deploy/dev/zabbix-up.sh: <run dir>/ui), whose
+    conf/zabbix.conf.php names that database."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -36,17 +42,17 @@ class Frontend:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["php", "-d", "date.timezone=UTC", "-d", "memory_limit=256M", "-d", "post_max_size=16M",
-             "-d", "max_execution_time=300", "-S", f"127.0.0.1:{self.port}", "-t", "/usr/share/zabbix"],
+             "-d", "max_execution_time=300", "-S", f"127.0.0.1:{self.port}", "-t", str(self.root)],
             env={**os.environ, "PHP_CLI_SERVER_WORKERS": "2"}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("php frontend did not start")
+        eventually(self._listening, 20, "the php frontend to start", 0.2)
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -56,8 +62,8 @@ class Frontend:
 
 
 @pytest.fixture
-def frontend() -> Iterator[Frontend]:
-    f = Frontend()
+def frontend(lab: ZabbixLab) -> Iterator[Frontend]:
+    f = Frontend(Path(lab.server_config).with_name("ui"))  # the run dir holds both
     f.start()
     yield f
     f.stop()
@@ -67,23 +73,30 @@ def test_frontend_stopped_mid_run_loses_nothing(lab: ZabbixLab, frontend: Fronte
     """The daemon keeps running while its API endpoint is dead; problems raised meanwhile
     are acknowledged once it is back, each exactly once."""
     hosts = make_hosts(lab)
-    env = {**os.environ, "HEFESTUS_CONFIG": str(write_config(tmp_path, frontend.url))}
+    port, token = free_port(), "resilience-it-token-0123456789"  # the API: poll counts in /metrics
+    config = write_config(tmp_path, frontend.url, api={"enabled": True, "listen": f"127.0.0.1:{port}",
+                                                       "token": token})
+    env = {**os.environ, "HEFESTUS_CONFIG": str(config)}
     subprocess.run([sys.executable, "-m", "hefestus", "run", "--once"], env=env, check=True,
                    capture_output=True)
     daemon = subprocess.Popen([sys.executable, "-m", "hefestus", "run", "--poll-interval", "1"],
                               env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
     try:
+        wait_serving(base, daemon)
         frontend.stop()
         events = fire(lab, hosts, {d: t for d, (_, t) in SAMPLES.items()})  # server still takes values
-        time.sleep(4)  # several polls against a dead endpoint
+        failed = metric(base, token, ZABBIX_ERRORS)
+        eventually(lambda: metric(base, token, ZABBIX_ERRORS) >= failed + 3, 30,
+                   "three polls against the dead endpoint", 0.2)
         assert daemon.poll() is None, "the daemon died while Zabbix was down"
         ids = {e["eventid"] for e in events}
         assert all(not m for m in acks(lab, hosts, ids).values())
         frontend.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(acks(lab, hosts, ids).values()):
-            time.sleep(1)
-        time.sleep(3)  # a few more polls: nothing must be written twice
+        eventually(lambda: all(acks(lab, hosts, ids).values()), 60,
+                   lambda: f"a message on every event: {acks(lab, hosts, ids)}", 1)
+        polls = metric(base, token, POLLS)  # a few more polls: nothing must be written twice
+        eventually(lambda: metric(base, token, POLLS) >= polls + 3, 30, "three more polls", 0.2)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
@@ -93,15 +106,24 @@ def test_frontend_stopped_mid_run_loses_nothing(lab: ZabbixLab, frontend: Fronte
     assert "zabbix unavailable; will retry at the next poll" in err
 
 
-def test_expired_session_is_renewed_once(tmp_path: Path, admin: ZabbixClient) -> None:
+def _server_db(lab: ZabbixLab) -> dict[str, str]:
+    """The Zabbix database (DBHost, DBPort, DBName, DBUser, DBPassword) as the dev server's own
+    configuration names it: deploy/dev/zabbix-up.sh decides the names, not the tests."""
+    lines = Path(lab.server_config).read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln.startswith("DB") and "=" in ln)
+
+
+def test_expired_session_is_renewed_once(tmp_path: Path, admin: ZabbixClient, lab: ZabbixLab) -> None:
     settings = load_settings(write_config(tmp_path), {})
     client = ZabbixClient(settings.zabbix)
     client.connect()
     old = client._api.auth
     # What auto-logout does: the session row turns passive.
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "zabbix", "-d", "zabbix", "-Xqc",
+    db = _server_db(lab)
+    subprocess.run(["psql", "-h", db.get("DBHost", "127.0.0.1"), "-p", db.get("DBPort", "5432"),
+                    "-U", db["DBUser"], "-d", db["DBName"], "-Xqc",
                     f"UPDATE sessions SET status = 1 WHERE sessionid = '{old}'"],
-                   env={**os.environ, "PGPASSWORD": "zabbix"}, check=True)
+                   env={**os.environ, "PGPASSWORD": db.get("DBPassword", "")}, check=True)
     assert client.call("event.get", output=["eventid"], limit=1) is not None
     assert client._api.auth and client._api.auth != old
 

@@ -9,16 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from hefestus.pipeline.render import MARKER
+from tests.support.faults import record_fault
 from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab
+from tests.support.paths import ROOT
 from tests.support.rundeck import FakeRundeck
-
-from ..conftest import record_fault
-from .conftest import ROOT, write_config
+from tests.support.zabbix_config import write_config
 
 TOKEN = "it-rundeck-token-0123456789"
 RESTART = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
@@ -44,7 +43,7 @@ def config(tmp_path: Path, url: str, mode: str) -> Path:
 
 def messages(lab: ZabbixLab, host: LabHost) -> list[str]:
     rows = lab.events_for([host], expect=0, timeout=0, acks=True)
-    out = []
+    out: list[str] = []
     for e in rows:
         acks = sorted(e["acknowledges"], key=lambda a: (int(a["clock"]), a["message"]))
         out.extend(a["message"] for a in acks if a["message"].startswith(MARKER))
@@ -81,9 +80,12 @@ def test_job_runs_once_across_kill_9_and_outcome_and_closed_loop_follow(lab: Zab
         eventually(lambda: fake.calls("run"), what="the run call")
         daemon.send_signal(signal.SIGKILL)  # mid-job
         daemon.wait()
+        execution = eventually(lambda: list(fake.executions.values()), 10, "the execution the run made")[0]
+        polls = execution.polls
         daemon = start(cfg)
         try:
-            time.sleep(3)  # a few polls: the restarted daemon follows the execution
+            # a few polls: the restarted daemon follows the execution
+            eventually(lambda: execution.polls >= polls + 3, 30, "the restarted daemon polling the execution")
             assert len(fake.calls("run")) == 1, "a job must never start twice"
             fake.finish(next(iter(fake.executions)))
             got = eventually(lambda: len(m := messages(lab, host)) >= 3 and m, timeout=60, what="outcome + loop")

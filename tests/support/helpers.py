@@ -1,26 +1,46 @@
 """Small helpers the tests and the benchmark share: waiting on a condition or a server,
-a free port, TOML values for generated config files."""
+a clock moved by hand, a free port, TOML values for generated config files."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def eventually(check: Any, timeout: float = 60, what: str = "condition", interval: float = 0.3) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str | Callable[[], str] = "condition",
+               interval: float = 0.3) -> Any:
     """Poll ``check()`` until it returns something truthy (returned); AssertionError naming
-    ``what`` after ``timeout`` seconds. For tests that wait on a daemon or a real Zabbix."""
+    ``what`` after ``timeout`` seconds. For tests that wait on a daemon or a real Zabbix.
+
+    ``what`` may be a function: it is called only on a time-out, so the message can say what
+    the state was then (a log's tail, the rows found)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+
+
+class FakeClock:
+    """A clock a test moves by hand, for code that takes ``clock=`` (the breakers, the
+    remediation limits): time passes when the test says so, never while it sleeps."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:
@@ -46,6 +66,16 @@ def wait_serving(base: str, proc: subprocess.Popen[Any], *, log: Path | None = N
             tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
             raise AssertionError(f"{base} did not start serving (exit {proc.poll()}):\n{tail}")
         time.sleep(0.1)
+
+
+def metric(base: str, token: str, sample: str) -> float:
+    """One sample of a running Hefestus's /metrics (``name`` or ``name{labels}``, as printed),
+    0 when it is not there yet: how tests count poll cycles instead of sleeping through some."""
+    request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def toml_value(v: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,14 +85,6 @@ class Receiver:
     def script(self, *replies: Reply) -> None:
         with self._lock:
             self._script.extend(replies)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
 
     def bodies(self) -> str:
         return "\n".join(r.raw.decode() for r in self.received)

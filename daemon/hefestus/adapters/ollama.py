@@ -27,6 +27,7 @@ import ollama
 
 from hefestus.config import OllamaSettings
 from hefestus.errors import ModelError, ModelNotFound, ModelUnavailable
+from hefestus.pipeline.render import cut
 from hefestus.values import ModelReply, ModelRequest
 
 
@@ -131,5 +132,4 @@ class OllamaModel:
 
 
 def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(" ".join(text.split()), limit)

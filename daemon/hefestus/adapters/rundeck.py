@@ -23,8 +23,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -40,14 +39,9 @@ from hefestus.errors import (
     RundeckRejected,
     RundeckUnavailable,
 )
+from hefestus.remediation.ports import Execution, JobInfo, LogLevel, SystemInfo
 
 log = structlog.get_logger("hefestus.rundeck")
-
-LogLevel = Literal["DEBUG", "VERBOSE", "INFO", "WARN", "ERROR"]
-
-#: Statuses after which an execution can still change. Everything else is final:
-#: Rundeck may report ``aborted`` before ``date-ended`` appears.
-NOT_FINAL = frozenset({"running", "scheduled", "queued"})
 
 _EXCERPT = 160  # characters of a non-JSON body shown in a message
 _CURRENT_VERSION = re.compile(r"Current version: (\d+)")
@@ -56,56 +50,6 @@ _CURRENT_VERSION = re.compile(r"Current version: (\d+)")
 #: job was a 500 ``api.error.execution.failed``).
 _PERMANENT_CODES = frozenset({"api.error.execution.failed", "api.error.job.disabled",
                               "api.error.job.options-invalid", "api.error.api-version.unsupported"})
-
-# -- values ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SystemInfo:
-    version: str
-    #: The server's *current* API version: the highest ``api_version`` it accepts.
-    api_version: int
-    node: str = ""
-    #: "active", or "passive": then every run fails with api.error.execution.failed.
-    execution_mode: str = ""
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    name: str
-    group: str
-    project: str
-    enabled: bool
-    permalink: str
-    #: False when the whole project has executions disabled (5.x+ reports it).
-    project_executions_enabled: bool = True
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.group}/{self.name}" if self.group else self.name
-
-@dataclass(frozen=True)
-class Execution:
-    id: int
-    status: str
-    project: str
-    permalink: str
-    href: str
-    job_id: str | None
-    job_name: str | None
-    #: Unix time in milliseconds; ``date_ended_ms`` is None until it finishes.
-    date_started_ms: int | None
-    date_ended_ms: int | None
-    argstring: str = ""
-    user: str = ""
-    failed_nodes: tuple[str, ...] = ()
-
-    @property
-    def final(self) -> bool:
-        return self.status not in NOT_FINAL
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "succeeded"
 
 # -- client ---------------------------------------------------------------------------
 

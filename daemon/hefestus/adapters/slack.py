@@ -33,7 +33,7 @@ import structlog
 from pydantic import SecretStr
 
 from hefestus.adapters.webhook import WebhookNotifier
-from hefestus.notify.dispatcher import (
+from hefestus.notify.message import (
     Notification,
     fit,
     http_failure,

@@ -14,9 +14,9 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from hefestus.notify.dispatcher import (
+from hefestus.errors import NotifyError
+from hefestus.notify.message import (
     Notification,
-    NotifyError,
     scrub,
     scrub_exception,
     url_secrets,

@@ -50,7 +50,9 @@ from hefestus.values import Classification, ModelReply, ModelRequest, Problem, S
 log = structlog.get_logger("hefestus.analysis.analyzer")
 
 
-class AnswerCache(Protocol):
+class AnswerStore(Protocol):
+    """Where answers are cached: :class:`hefestus.state.AnswerCache`, or :class:`MemoryCache`."""
+
     def cached_answers(self, fingerprints: Sequence[str]) -> dict[str, tuple[str, str]]: ...
 
     def cache_answer(self, fingerprint: str, model: str, answer: str, *, ttl: float) -> None: ...
@@ -128,7 +130,8 @@ class _Job:
 class Analyzer:
     def __init__(self, *, settings: AnalysisSettings, ollama: OllamaSettings,
                  profiles: Callable[[str], Profile], model: LanguageModel | None,
-                 cache: AnswerCache, redact: Callable[[str], str]) -> None:
+                 cache: AnswerStore, redact: Callable[[str], str],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._profiles = profiles
         self._model = model
@@ -137,7 +140,8 @@ class Analyzer:
         self._redact = redact
         self._pool = ThreadPoolExecutor(max_workers=ollama.max_concurrency, thread_name_prefix="model")
         self._breaker = Breaker(fail_max=ollama.failure_threshold, reset_timeout=ollama.retry_after,
-                                counts=lambda e: isinstance(e, (ModelUnavailable, ModelNotFound)))
+                                counts=lambda e: isinstance(e, (ModelUnavailable, ModelNotFound)),
+                                clock=clock)
         self._retry_after = ollama.retry_after
         self._last_failure = ""
         self.stats = AnalysisStats()

@@ -42,7 +42,6 @@ from hefestus.api.middleware import Guard, Observe, http_metrics
 from hefestus.api.middleware import json_response as _json
 from hefestus.api.models import (
     ApiError,
-    ApiSettings,
     Component,
     DomainInfo,
     Domains,
@@ -58,6 +57,7 @@ from hefestus.api.models import (
     invalid_request,
 )
 from hefestus.api.server import Server, serve
+from hefestus.config.api import ApiSettings
 from hefestus.errors import HefestusError
 from hefestus.values import Suggestion
 

@@ -1,9 +1,10 @@
 """Prometheus metrics, read from the counters the daemon keeps anyway.
 
 Core modules count in plain Python (:class:`Totals`, the analyzer's
-``AnalysisStats``, the dispatcher's ``NotifierStats``); this module is the
-only one that imports prometheus_client, and it turns those counters into
-metric families at scrape time. Nothing on the event path waits on metrics.
+``AnalysisStats``, the dispatcher's ``NotifierStats``, the remediation audit);
+no core module imports prometheus_client. This collector turns those counters
+into metric families at scrape time, so nothing on the event path waits on
+metrics. (The HTTP API's own request metrics are :mod:`hefestus.api.middleware`'s.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hefestus.analysis.analyzer import LATENCY_BUCKETS, AnalysisStats
-from hefestus.pipeline.cycle import CycleReport
+from hefestus.pipeline.plan import CycleReport
 
 
 @dataclass

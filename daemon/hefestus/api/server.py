@@ -21,7 +21,7 @@ from typing import Self
 import uvicorn
 from starlette.types import ASGIApp
 
-from hefestus.api.models import parse_listen
+from hefestus.config.api import parse_listen
 from hefestus.errors import ConfigError
 
 

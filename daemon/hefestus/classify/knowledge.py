@@ -1,8 +1,10 @@
-"""Routing + dictionaries: the classification stage, and what a reload swaps.
+"""Routing + dictionaries: the classification stage.
 
 :class:`Knowledge` is built in full (every file parsed, every regex compiled,
 every domain cross-checked) before it is used, so a reload either yields a
-complete new object or raises and leaves the old one in place.
+complete new object or raises and leaves the old one in place. The other rules
+in rules/*.toml (``[[notify]]``, ``[[remediation]]``) are loaded beside it by
+:mod:`hefestus.app.reload`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from pathlib import Path
 
 from hefestus.classify.patterns import Catalog, load_catalog
 from hefestus.classify.routing import AUTO, Router, load_router
-from hefestus.notify.announcer import NotifyRules, load_notify_rules
-from hefestus.remediation.rules import RemediationRules, load_remediation_rules
 from hefestus.values import Classification, Problem
 
 
@@ -22,8 +22,6 @@ from hefestus.values import Classification, Problem
 class Knowledge:
     catalog: Catalog
     router: Router
-    notify: NotifyRules = NotifyRules()
-    remediation: RemediationRules = RemediationRules()
 
     def classify(self, problem: Problem) -> Classification:
         route = self.router.route(problem)
@@ -51,7 +49,4 @@ class Knowledge:
 def load_knowledge(rules_dir: Path, patterns_dir: Path, *,
                    extra: Mapping[str, Path] | None = None) -> Knowledge:
     catalog = load_catalog(patterns_dir, extra=extra)
-    router = load_router(rules_dir, domains=catalog.domains)
-    notify = load_notify_rules(rules_dir, domains=catalog.domains)
-    remediation = load_remediation_rules(rules_dir, catalog=catalog)
-    return Knowledge(catalog, router, notify, remediation)
+    return Knowledge(catalog, load_router(rules_dir, domains=catalog.domains))

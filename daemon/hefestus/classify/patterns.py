@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from hefestus import tomlfile
 from hefestus.classify.regex import Regex, RegexError, RegexSet, compile_regex
 from hefestus.errors import ConfigError
+from hefestus.tomlfile import Slug
 from hefestus.values import Classification
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
 DEFAULT_CONFIDENCE = 0.8

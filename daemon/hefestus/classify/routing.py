@@ -28,12 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from hefestus import tomlfile
 from hefestus.classify.regex import Regex, RegexError, compile_regex
 from hefestus.errors import ConfigError
+from hefestus.tomlfile import Slug
 from hefestus.values import Problem, Severity
 
 AUTO = "auto"
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$", max_length=100)]
-Domain = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+Domain = Slug
 
 
 class _Spec(BaseModel):
@@ -42,12 +43,7 @@ class _Spec(BaseModel):
 
 def parse_severity(v: Any) -> Any:
     """For ``mode="before"`` validators: "high", "High", 4 -> Severity; None stays None."""
-    if v is None:
-        return v
-    try:
-        return Severity.parse(v)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown severity {v!r}") from exc
+    return None if v is None else Severity.parse(v)
 
 
 class MatchSpec(_Spec):

@@ -1,11 +1,17 @@
-"""One poll cycle, as small stages composed in one place.
+"""One poll cycle, as small typed stages composed in one place.
 
-    fetch (cursor + overlap) -> triage (skip what must not be touched)
-        -> classify -> analyse (patterns, model) -> render + redact
-        -> write back (batched by identical message) -> advance cursor
+    fetch      event.get: ids past the cursor (and the overlap window behind it)
+    triage     skip what must not be touched (marker, resolved, backlog)
+    classify   routing rules, then the pattern dictionaries     (classify/)
+    analyse    pattern suggestion, model answer per fingerprint  (analysis/)
+    decide     self-healing: decided and claimed before a word is written  (remediation/)
+    render     the message, redacted, within Zabbix's limit       (pipeline/render.py)
+    write      event.acknowledge, batched by identical message; then the cursor moves
+    after      the after-write handlers, in the order app/build.py lists them:
+               HandOffRemediation (the Rundeck run, on the engine's workers),
+               Announce (Slack, Teams)                             (pipeline/after_write.py)
 
 Exactly-once, across restarts and crashes, rests on three things:
-
 * the **cursor** only moves past an event once that event reached a final
   state in the ledger (done, skipped, failed), so a Zabbix outage mid-cycle
   leaves the rest for the next poll;
@@ -22,8 +28,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
 
 import structlog
 
@@ -31,44 +36,15 @@ from hefestus.analysis.fingerprint import mask_hosts, normalise
 from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ZabbixRejected, ZabbixUnavailable
-from hefestus.pipeline.ports import Zabbix
-from hefestus.pipeline.render import MARKER, render
-from hefestus.state.store import FINAL_STATES, Store
+from hefestus.pipeline.plan import CycleReport, Planned
+from hefestus.pipeline.ports import AfterWrite, Analysis, Remediation, Zabbix
+from hefestus.pipeline.render import MARKER, cut, render
+from hefestus.redact import unredacted
+from hefestus.remediation.decision import Decision
+from hefestus.state.ledger import FINAL_STATES, EventState, Ledger
 from hefestus.values import Classification, EventFilter, Problem, Suggestion
 
 log = structlog.get_logger("hefestus.pipeline.cycle")
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """What Hefestus decided for one event (``message`` is None when skipped)."""
-
-    problem: Problem
-    classification: Classification | None
-    message: str | None
-    skip_reason: str = ""
-    suggestion: Suggestion | None = None
-    #: The self-healing decision (a remediation Decision), when a rule maps the category.
-    decision: Any = None
-
-
-class Analysis(Protocol):
-    """What the pipeline needs from the analysis stage (:class:`hefestus.analysis.analyzer.Analyzer`)."""
-
-    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
-                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]: ...
-
-
-class Remediation(Protocol):
-    """What the pipeline needs from :class:`hefestus.remediation.remediator.Remediator`."""
-
-    def decide(self, problem: Problem, classification: Classification) -> Any: ...
-
-    def claim(self, decision: Any) -> Any: ...
-
-    def execute(self, decision: Any) -> None: ...
-
-    def release(self, eventid: int, why: str) -> bool: ...
 
 
 class PatternsOnly:
@@ -79,39 +55,18 @@ class PatternsOnly:
         yield [(i, Suggestion.from_pattern(c)) for i, (_, c) in enumerate(items)]
 
 
-def _identity(text: str) -> str:
-    return text
-
-
-@dataclass(slots=True)
-class CycleReport:
-    fetched: int = 0
-    acknowledged: int = 0
-    skipped: int = 0
-    already_marked: int = 0
-    failed: int = 0
-    api_writes: int = 0
-    deferred: int = 0
-    planned: list[Planned] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("fetched", "acknowledged", "skipped", "already_marked",
-                                              "failed", "api_writes", "deferred")}
-
-
 def has_marker(problem: Problem) -> bool:
     return any(m.startswith(MARKER) for m in problem.ack_messages)
 
 
 class Pipeline:
-    def __init__(self, zabbix: Zabbix, store: Store, knowledge: Callable[[], Knowledge], *,
+    def __init__(self, zabbix: Zabbix, ledger: Ledger, knowledge: Callable[[], Knowledge], *,
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
-                 redact: Callable[[str], str] = _identity,
-                 on_written: Callable[[list[Planned]], None] | None = None,
-                 remediation: Remediation | None = None) -> None:
+                 redact: Callable[[str], str] = unredacted, remediation: Remediation | None = None,
+                 after_write: Sequence[AfterWrite] = ()) -> None:
         self._zbx = zabbix
-        self._store = store
+        self._ledger = ledger
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
         self._intake = intake
         self._ack = ack
@@ -121,15 +76,14 @@ class Pipeline:
         self._last_prune = 0.0
         self._analysis = analysis or PatternsOnly()
         self._redact = redact
-        #: Called with the plans whose message Zabbix just stored (notifications, remediation).
-        #: It must not raise and must not block: slow work goes to its own worker.
-        self._on_written = on_written
         self._remediation = remediation
+        #: Run, in this order, with the plans whose message Zabbix just stored.
+        self._after_write = tuple(after_write)
 
     # -- stage 0: where to start ------------------------------------------------------
 
     def _start_cursor(self, *, persist: bool) -> int:
-        cursor = self._store.cursor
+        cursor = self._ledger.cursor
         if cursor is not None:
             return cursor
         latest = self._zbx.latest_event_id()
@@ -141,7 +95,7 @@ class Pipeline:
             cursor = latest if first is None else first - 1
         if persist:
             # floor: events at or below it predate Hefestus; the overlap never reaches under it.
-            self._store.set_meta(cursor=cursor, floor=cursor, backlog_until=latest,
+            self._ledger.set_meta(cursor=cursor, floor=cursor, backlog_until=latest,
                                  backlog_since=int(self._clock() - self._intake.backlog_hours * 3600))
             log.info("first start", mode=self._intake.first_start, cursor=cursor)
         return cursor
@@ -159,13 +113,13 @@ class Pipeline:
                                        include_suppressed=intake.include_suppressed)
         flt = self._filter
         cursor = self._start_cursor(persist=not dry_run)
-        backlog = (int(self._store.meta("backlog_until") or 0), int(self._store.meta("backlog_since") or 0))
-        floor = int(self._store.meta("floor") or cursor)
+        backlog = (int(self._ledger.meta("backlog_until") or 0), int(self._ledger.meta("backlog_since") or 0))
+        floor = int(self._ledger.meta("floor") or cursor)
         # Late arrivals behind the cursor first: they are the oldest.
         lowest = max(cursor - self._intake.overlap_ids + 1, floor + 1)
         if self._intake.overlap_ids and lowest <= cursor:
             ids = self._zbx.event_ids(flt, eventid_from=lowest, eventid_till=cursor)
-            known = self._store.states(ids)
+            known = self._ledger.states(ids)
             late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
             if late:
                 log.info("late events behind the cursor", count=len(late))
@@ -180,7 +134,7 @@ class Pipeline:
             else:
                 new_cursor = _advance(cursor, [p.eventid for p in page], done)
                 if new_cursor > cursor:
-                    self._store.advance_cursor(new_cursor)
+                    self._ledger.advance_cursor(new_cursor)
                 if new_cursor < page[-1].eventid:
                     report.deferred += sum(1 for p in page if p.eventid not in done)
                     break
@@ -197,8 +151,8 @@ class Pipeline:
         if now - self._last_prune < 3600:
             return
         self._last_prune = now
-        cursor = self._store.cursor or 0
-        removed = self._store.prune(self._ledger_days, keep_above=cursor - self._intake.overlap_ids + 1)
+        cursor = self._ledger.cursor or 0
+        removed = self._ledger.prune(self._ledger_days, keep_above=cursor - self._intake.overlap_ids + 1)
         if removed:
             log.info("ledger pruned", removed=removed, older_than_days=self._ledger_days)
 
@@ -206,7 +160,7 @@ class Pipeline:
                 backlog: tuple[int, int]) -> set[int]:
         """Stages 1-4 for a batch; returns the ids that reached a final state."""
         report.fetched += len(problems)
-        known = {} if dry_run else self._store.states(p.eventid for p in problems)
+        known = {} if dry_run else self._ledger.states(p.eventid for p in problems)
         final: set[int] = set()
         knowledge = self._knowledge()
         triaged: list[Planned] = []
@@ -276,18 +230,14 @@ class Pipeline:
         if not c.classified and not s.from_model and not self._ack.unclassified:
             return replace(plan, suggestion=s, skip_reason="unclassified and acknowledge.unclassified = false")
         decision = self._decide(plan.problem, c, remember=remember)
-        summary = getattr(decision, "summary", "") if decision is not None else ""
         return replace(plan, suggestion=s, decision=decision,
-                       message=self._message(s, summary, plan.problem.hosts))
+                       message=self._message(s, decision.summary if decision else "", plan.problem.hosts))
 
-    def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Any:
+    def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Decision | None:
         """The self-healing decision, claimed (persisted) before the first message says it."""
         if self._remediation is None:
             return None
-        decision = self._remediation.decide(problem, c)
-        if decision is None or getattr(decision, "reason", "") == "off":
-            return None
-        return self._remediation.claim(decision) if remember else decision
+        return self._remediation.plan(problem, c, persist=remember)
 
     def _message(self, s: Suggestion, remediation: str = "", hosts: Sequence[str] = ()) -> str:
         """Render, then redact; redaction can lengthen a text, so shrink until it fits.
@@ -307,7 +257,7 @@ class Pipeline:
             if len(text) <= limit:
                 return text
             budget -= len(text) - limit
-        return text[: limit - 1] + "…"
+        return cut(text, limit)
 
     def _record_skips(self, skipped: list[Planned], report: CycleReport) -> None:
         if not skipped:
@@ -315,7 +265,7 @@ class Pipeline:
         rows = []
         for p in skipped:
             marked = p.skip_reason.startswith("already carries")
-            state = "done" if marked else "skipped"
+            state: EventState = "done" if marked else "skipped"
             c = p.classification
             rows.append((p.problem.eventid, state, c.domain if c else None, c.category if c else None,
                          c.pattern_id if c else None, p.skip_reason))
@@ -324,13 +274,13 @@ class Pipeline:
             else:
                 report.skipped += 1
             log.info("event skipped", eventid=p.problem.eventid, host=p.problem.host, reason=p.skip_reason)
-        self._store.record(rows)
+        self._ledger.record(rows)
 
     # -- stage 4: write back ----------------------------------------------------------
 
     def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
         """Acknowledge ``plans`` with one call; on refusal, isolate the bad event(s)."""
-        self._store.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
         ids = [p.problem.eventid for p in plans]
         try:
             self._zbx.acknowledge(ids, message, action=self._ack.action_bits)
@@ -347,7 +297,7 @@ class Pipeline:
                     done |= self._write(message, [p], report)
                 return done
             p = plans[0]
-            gave_up = self._store.record_failure(p.problem.eventid, str(exc),
+            gave_up = self._ledger.record_failure(p.problem.eventid, str(exc),
                                                  give_up_after=self._intake.max_attempts)
             log.error("zabbix refused the acknowledgement", eventid=p.problem.eventid,
                       host=p.problem.host, error=str(exc), gave_up=gave_up)
@@ -357,19 +307,13 @@ class Pipeline:
                     self._remediation.release(p.problem.eventid, str(exc))
                 return {p.problem.eventid}
             return set()
-        self._store.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
-        if self._remediation is not None:
-            for p in plans:
-                if p.decision is not None:
-                    try:
-                        self._remediation.execute(p.decision)
-                    except Exception as exc:  # noqa: BLE001 - the message is written; a claim resumes
-                        log.error("remediation hand-off failed", eventid=p.problem.eventid, error=str(exc))
-        if self._on_written is not None:
+        self._ledger.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        for handler in self._after_write:
             try:
-                self._on_written(plans)
+                handler(plans)
             except Exception as exc:  # noqa: BLE001 - the acknowledgement is written; say so, go on
-                log.error("after-write hook failed", error=str(exc), events=len(plans))
+                log.error("after-write handler failed", handler=handler.name, error=str(exc),
+                          events=len(plans))
         for p in plans:
             c = p.classification
             assert c is not None

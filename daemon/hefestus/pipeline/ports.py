@@ -1,15 +1,25 @@
 """The small interfaces core code depends on; adapters and test fakes implement them.
 
 Only :mod:`hefestus.app.build` wires real adapters in, so the pipeline can be driven
-by :mod:`hefestus.testing` fakes or by the real Zabbix with no patching.
+by :mod:`hefestus.testing` fakes or by the real Zabbix with no patching. The stages
+after classification are ports too, so the cycle names every step it takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from hefestus.values import EventFilter, ModelReply, ModelRequest, Problem
+from hefestus.pipeline.plan import Planned
+from hefestus.remediation.decision import Decision
+from hefestus.values import (
+    Classification,
+    EventFilter,
+    ModelReply,
+    ModelRequest,
+    Problem,
+    Suggestion,
+)
 
 
 class EventSource(Protocol):
@@ -43,3 +53,38 @@ class LanguageModel(Protocol):
     def models(self) -> list[str]:
         """Names of the models the server has (raises ModelUnavailable when it is down)."""
         ...
+
+
+class Analysis(Protocol):
+    """The analysis stage (:class:`hefestus.analysis.analyzer.Analyzer`): suggestions in groups,
+    each as soon as it is ready (one model call per fingerprint)."""
+
+    def suggest_groups(self, items: Sequence[tuple[Problem, Classification]], *,
+                       remember: bool = True) -> Iterator[list[tuple[int, Suggestion]]]: ...
+
+
+class Remediation(Protocol):
+    """The self-healing stage (:class:`hefestus.remediation.remediator.Remediator`)."""
+
+    def plan(self, problem: Problem, classification: Classification, *,
+             persist: bool = True) -> Decision | None:
+        """Decide and claim (persisted before the first message says it); None: nothing to say."""
+        ...
+
+    def execute(self, decision: Decision) -> None:
+        """After the message was written: hand a claimed run to a worker; never blocks."""
+        ...
+
+    def release(self, eventid: int, why: str) -> bool:
+        """The message could never be written: give up the claim."""
+        ...
+
+
+class AfterWrite(Protocol):
+    """One handler run after Zabbix stored a batch's message, in the order the composition
+    root lists them. It must not block (slow work goes to its own worker); an exception is
+    logged and the next handler still runs: the message is written either way."""
+
+    name: str
+
+    def __call__(self, written: Sequence[Planned]) -> None: ...

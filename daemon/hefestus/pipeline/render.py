@@ -42,9 +42,15 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters; a cut one ends with "…" so a reader knows."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + _ELLIPSIS
+
+
 def _cut(text: str, limit: int) -> str:
+    """One line (whitespace runs folded unless it has several lines), cut at a word's end."""
     text = " ".join(text.split()) if "\n" not in text else text
-    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + _ELLIPSIS
+    return text if len(text) <= limit else cut(text, limit)[:-1].rstrip() + _ELLIPSIS
 
 
 def render(s: Suggestion | Classification, *, limit: int = ZABBIX_MESSAGE_LIMIT,
@@ -118,5 +124,5 @@ def _render(s: Suggestion, c: Classification, limit: int, remediation: str,
         text = build(cause, matched, steps, omitted)
     # 4. Last resort: a hard cut that keeps the marker line intact.
     if len(text) > limit:
-        text = text[: limit - 1] + _ELLIPSIS
+        text = cut(text, limit)
     return text

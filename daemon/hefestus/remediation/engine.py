@@ -11,34 +11,25 @@ leaves a row that says what is safe to do on restart (:meth:`Engine.resume`):
     verifying succeeded; the problem must recover within the rule's window
     done
 
-Runs go to a pool of ``max_concurrent`` workers, so a ten-minute job never
-holds up polling Zabbix. Follow-ups (retries, recovery checks, outcome writes
-Zabbix refused for now) are timed by one timer thread and run on a single
-worker of their own. Rundeck errors are classified by the adapter:
-``maybe_started`` means never again, ``transient`` means later, anything else
-is reported and dropped.
+Runs and follow-ups are carried out by :mod:`hefestus.remediation.workers`.
+Rundeck errors are classified by the adapter: ``maybe_started`` means never
+again, ``transient`` means later, anything else is reported and dropped.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Unpack
 
 import structlog
 
 from hefestus.config import RemediationSettings
 from hefestus.errors import (
-    HefestusError,
     RundeckError,
     RundeckUnavailable,
-    StateError,
     ZabbixRejected,
     ZabbixUnavailable,
 )
@@ -51,83 +42,47 @@ from hefestus.remediation.messages import (
     still_open_text,
     unknown_text,
 )
+from hefestus.remediation.outcomes import OutcomeReporter
 from hefestus.remediation.policy import Policy
-from hefestus.remediation.ports import JobRunner, Outcome, RecoveryZabbix
-from hefestus.state.store import AuditEntry, RemediationRecord, Store
+from hefestus.remediation.ports import Execution, JobRunner, RecoveryZabbix
+from hefestus.remediation.workers import Workers
+from hefestus.state.remediations import (
+    AuditEntry,
+    RecordChanges,
+    RemediationRecord,
+    RemediationRecords,
+)
+from hefestus.values import Outcome
 
-if TYPE_CHECKING:
-    from hefestus.adapters.rundeck import Execution
-
-log = structlog.get_logger("hefestus.remediation.remediator")
+log = structlog.get_logger("hefestus.remediation")
 
 #: Run calls per event when Rundeck refuses transiently (never when the job may have started).
 RUN_ATTEMPTS = 3
-#: Outcome writes tried while Zabbix is unavailable, before leaving it to the next start.
-WRITE_ATTEMPTS = 5
 
 
 def label(rec: RemediationRecord) -> str:
     return f"Rundeck job '{rec.job_name}' ({rec.project})"
 
 
-class _Timer:
-    """Calls small functions (they only hand work to an executor) at a monotonic time."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="remediation-timer", daemon=True)
-        self._thread.start()
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), fn))
-            self._cond.notify()
-
-    def stop(self, timeout: float | None = None) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    self._cond.wait(None if not self._heap else self._heap[0][0] - time.monotonic())
-                if self._stopped:
-                    return
-                _, _, fn = heapq.heappop(self._heap)
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - one bad callback must not stop every follow-up
-                log.exception("remediation timer callback failed")
-
-
 class Engine:
     def __init__(self, settings: RemediationSettings, runner: JobRunner | None, zabbix: RecoveryZabbix,
-                 store: Store, policy: Policy, *, redact: Callable[[str], str],
+                 records: RemediationRecords, policy: Policy, *, redact: Callable[[str], str],
                  clock: Callable[[], float], on_outcome: Callable[[Outcome], None] | None,
                  ack_action: int, max_length: int) -> None:
         self._s = settings
         self._runner = runner
         self._zbx = zabbix
-        self._store = store
+        self._records = records
         self._policy = policy
         self._redact = redact
         self._clock = clock
-        self._on_outcome = on_outcome
-        self._ack_action = ack_action
         self._max_length = max_length
         self._rows = threading.RLock()  # read-modify-write of one row at a time
-        self._stopping = threading.Event()
-        self._runs = ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="remediation-run")
-        self._side = ThreadPoolExecutor(1, thread_name_prefix="remediation-check")
-        self._futures: set[Future[None]] = set()
-        self._futures_lock = threading.Lock()
-        self._timer = _Timer()
+        self._work = Workers(settings.max_concurrent)
+        self._stopping = self._work.stopping
+        self._report = OutcomeReporter(zabbix, records, self._work, update=self._update, audit=self.audit,
+                                       on_outcome=on_outcome, ack_action=ack_action,
+                                       retry_after=settings.poll_max)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -135,63 +90,33 @@ class Engine:
               host: str = "", rule: str = "", job_id: str = "") -> None:
         if rec is not None:
             eventid, host, rule, job_id = rec.eventid, rec.host, rec.rule, rec.job_id
-        self._store.audit(AuditEntry(self._clock(), eventid, host, rule, job_id, action,
+        self._records.audit(AuditEntry(self._clock(), eventid, host, rule, job_id, action,
                                      self._redact(detail)))
 
-    def _update(self, eventid: int, **changes: Any) -> RemediationRecord:
+    def _update(self, eventid: int, **changes: Unpack[RecordChanges]) -> RemediationRecord:
         with self._rows:
-            rec = self._store.remediation(eventid)
-            assert rec is not None, f"no remediation row for event {eventid}"
-            rec = replace(rec, **changes)
-            self._store.save_remediation(rec)
-            return rec
-
-    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
-        if self._stopping.is_set():
-            return  # the row stays as it is: resume() picks it up at the next start
-        try:
-            future = pool.submit(self._guard, fn, *args)
-        except RuntimeError:  # shut down meanwhile
-            return
-        with self._futures_lock:
-            self._futures.add(future)
-        future.add_done_callback(self._forget)
-
-    def _forget(self, future: Future[None]) -> None:
-        with self._futures_lock:
-            self._futures.discard(future)
-
-    def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        self._timer.call_later(delay, lambda: self._submit(self._side, fn, *args))
-
-    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except StateError as exc:
-            log.error("remediation: state store unusable", error=str(exc))
-        except Exception:  # noqa: BLE001 - a worker must not die silently; the row tells resume() what is safe
-            log.exception("remediation task failed", task=getattr(fn, "__name__", "?"), args=args)
+            return self._records.update(eventid, **changes)
 
     def submit_run(self, eventid: int) -> None:
-        self._submit(self._runs, self._run, eventid)
+        self._work.run(partial(self._run, eventid))
 
     def submit_write(self, eventid: int) -> None:
-        self._submit(self._side, self._write, eventid)
+        self._work.side(partial(self._report.write, eventid))
+
+    def _later(self, delay: float, step: Callable[[int], None], eventid: int) -> None:
+        self._work.later(delay, partial(step, eventid))
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self._work.wait_idle(timeout)
 
     def stop(self, timeout: float) -> None:
-        self._stopping.set()
-        self._timer.stop(timeout)
-        with self._futures_lock:
-            pending = set(self._futures)
-        self._runs.shutdown(wait=False, cancel_futures=True)
-        self._side.shutdown(wait=False, cancel_futures=True)
-        wait_futures(pending, timeout=timeout)
+        self._work.stop(timeout)
 
     # -- one run ----------------------------------------------------------------------
 
     def _run(self, eventid: int) -> None:
         with self._rows:  # queued -> starting exactly once, however often it was submitted
-            rec = self._store.remediation(eventid)
+            rec = self._records.remediation(eventid)
             if rec is None or rec.state != "queued" or self._stopping.is_set():
                 return
             if self._runner is not None:
@@ -240,7 +165,7 @@ class Engine:
 
     def _retry(self, eventid: int) -> None:
         """A queued (resumed) or retry row: run it if the problem is still open and policy allows."""
-        rec = self._store.remediation(eventid)
+        rec = self._records.remediation(eventid)
         if rec is None or rec.state not in ("retry", "queued"):
             return
         try:
@@ -262,7 +187,7 @@ class Engine:
             self._finish(rec, "refused", not_run_text(label(rec), refusal.text, redact=self._redact,
                                                       limit=self._max_length), counted=False)
             return
-        others = self._store.remediations_in_flight() - (rec.state == "queued")  # not itself
+        others = self._records.remediations_in_flight() - (rec.state == "queued")  # not itself
         if others >= self._s.max_concurrent:
             self._later(self._s.poll_max, self._retry, eventid)  # waiting for a free slot is no attempt
             return
@@ -345,8 +270,8 @@ class Engine:
                                next_at=self._clock() + rec.recovery_window, outcome=text,
                                outcome_state="pending")
             self.audit(rec, result, head)
-            self._write(rec.eventid)
-            self._notify(rec, text)
+            self._report.write(rec.eventid)
+            self._report.notify(rec, text)
             self._later(min(self._s.poll_max, rec.recovery_window), self._verify, rec.eventid)
         else:
             self._finish(rec, result, text, detail=head)
@@ -360,23 +285,23 @@ class Engine:
     def _finish(self, rec: RemediationRecord, result: str, text: str, *, counted: bool | None = None,
                 detail: str = "") -> None:
         """Final state; the message (if any) is persisted, then written, then announced."""
-        changes: dict[str, Any] = {"state": "done", "result": result, "ended_at": self._clock(),
-                                   "next_at": None, "detail": detail or rec.detail}
+        changes: RecordChanges = {"state": "done", "result": result, "ended_at": self._clock(),
+                                  "next_at": None, "detail": detail or rec.detail}
         if counted is not None:
             changes["counted"] = counted
         if text:
-            changes.update(outcome=text, outcome_state="pending")
+            changes["outcome"], changes["outcome_state"] = text, "pending"
         rec = self._update(rec.eventid, **changes)
         self.audit(rec, result, detail or text.partition("\n")[0].removeprefix("[Hefestus] ").strip())
         log.info("remediation done", eventid=rec.eventid, job=rec.job_id, result=result)
         if text:
-            self._write(rec.eventid)
-        self._notify(rec, text)
+            self._report.write(rec.eventid)
+        self._report.notify(rec, text)
 
     # -- closed loop ------------------------------------------------------------------
 
     def _verify(self, eventid: int) -> None:
-        rec = self._store.remediation(eventid)
+        rec = self._records.remediation(eventid)
         if rec is None or rec.state != "verifying":
             return
         try:
@@ -390,7 +315,7 @@ class Engine:
         if resolved:
             rec = self._update(eventid, state="done", result="recovered", next_at=None)
             self.audit(rec, "recovered", f"the problem recovered after {label(rec)}")
-            self._notify(rec, "")
+            self._report.notify(rec, "")
         elif now >= (rec.next_at or now):
             if resolved is None:
                 log.warning("remediation: zabbix unavailable at the end of the recovery window",
@@ -405,59 +330,28 @@ class Engine:
             self._later(min(self._s.poll_max, (rec.next_at or now) - now), self._verify, eventid)
 
     def _cooldown_until(self, rec: RemediationRecord) -> float | None:
-        claims = self._store.remediation_claims(rec.job_id, 0, rec.host)
+        claims = self._records.remediation_claims(rec.job_id, 0, rec.host)
         if not claims:
             return None
         until = claims[-1] + self._s.cooldown
         return until if until > self._clock() else None
-
-    # -- telling people -------------------------------------------------------------
-
-    def _write(self, eventid: int, attempt: int = 1) -> None:
-        rec = self._store.remediation(eventid)
-        if rec is None or rec.outcome_state != "pending":
-            return
-        try:
-            self._zbx.acknowledge([eventid], rec.outcome, action=self._ack_action)
-        except ZabbixUnavailable as exc:
-            if attempt >= WRITE_ATTEMPTS:
-                log.error("remediation outcome not written yet; next start tries again",
-                          eventid=eventid, error=str(exc))
-                return
-            self._later(self._s.poll_max * attempt, self._write, eventid, attempt + 1)
-            return
-        except HefestusError as exc:  # refused (event gone, no permission, too long): say so, stop
-            self._update(eventid, outcome_state="failed")
-            log.error("zabbix refused the remediation outcome", eventid=eventid, error=str(exc))
-            self.audit(rec, "not-written", f"zabbix refused the outcome message: {exc}")
-            return
-        self._update(eventid, outcome_state="written")
-
-    def _notify(self, rec: RemediationRecord, text: str) -> None:
-        if self._on_outcome is None:
-            return
-        try:
-            self._on_outcome(Outcome(rec.eventid, rec.host, rec.rule, rec.job_name, rec.project,
-                                     rec.result, text, rec.permalink, rec.exec_id))
-        except Exception as exc:  # noqa: BLE001 - a notifier must not undo a remediation
-            log.error("remediation outcome callback failed", eventid=rec.eventid, error=str(exc))
 
     # -- start-up ---------------------------------------------------------------------
 
     def resume(self) -> dict[str, int]:
         """Pick up what the last run left; never sends a run call that may have been sent."""
         counts: dict[str, int] = {}
-        for rec in self._store.remediations(outcome_state="pending"):
-            self._submit(self._side, self._write, rec.eventid)
+        for rec in self._records.remediations(outcome_state="pending"):
+            self._work.side(partial(self._report.write, rec.eventid))
             counts["rewrite"] = counts.get("rewrite", 0) + 1
-        for rec in self._store.remediations(["queued", "starting", "running", "retry", "verifying"]):
+        for rec in self._records.remediations(["queued", "starting", "running", "retry", "verifying"]):
             counts[rec.state] = counts.get(rec.state, 0) + 1
             if rec.state == "starting":
                 self._finish(rec, "unknown", unknown_text(
                     label(rec), "Hefestus stopped while asking Rundeck to run it", rec.job_id,
                     redact=self._redact, limit=self._max_length))
             elif rec.state == "running":
-                self._submit(self._runs, self._resume_running, rec.eventid)
+                self._work.run(partial(self._resume_running, rec.eventid))
             elif rec.state in ("queued", "retry"):
                 self._later(max(0.0, (rec.next_at or 0) - self._clock()), self._retry, rec.eventid)
             else:
@@ -467,7 +361,7 @@ class Engine:
         return counts
 
     def _resume_running(self, eventid: int) -> None:
-        rec = self._store.remediation(eventid)
+        rec = self._records.remediation(eventid)
         if rec is None or rec.state != "running" or rec.exec_id is None:
             return
         if self._runner is None:
@@ -478,8 +372,7 @@ class Engine:
         try:
             ex = self._runner.execution(rec.exec_id)
         except RundeckUnavailable:
-            self._timer.call_later(self._s.poll_max,
-                                   lambda: self._submit(self._runs, self._resume_running, eventid))
+            self._work.later(self._s.poll_max, partial(self._resume_running, eventid), run_pool=True)
             return
         except RundeckError as exc:
             self._finish(rec, "unknown", lost_track_text(

@@ -1,4 +1,4 @@
-"""What self-healing tells people: Zabbix messages, the audit listing, `hefestus check` lines.
+"""What self-healing tells people in Zabbix: decision lines and outcome messages.
 
 Outcome messages are the *second* message on an event; like every Hefestus
 message they start with the marker, are plain text and fit Zabbix's 2048
@@ -8,18 +8,11 @@ drops the oldest output first; everything is redacted before it is measured.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
 
-from hefestus.errors import RundeckAuthError, RundeckError, RundeckRejected
-from hefestus.pipeline.render import MARKER, ZABBIX_MESSAGE_LIMIT
+from hefestus.pipeline.render import MARKER, ZABBIX_MESSAGE_LIMIT, cut
 from hefestus.remediation.policy import when
-from hefestus.remediation.rules import RemediationRules
-from hefestus.state.store import AuditEntry
-
-if TYPE_CHECKING:
-    from hefestus.adapters.rundeck import Execution, JobInfo, SystemInfo
+from hefestus.remediation.ports import Execution
 
 PREFIX = f"{MARKER} self-healing: "
 _LINE = 300  # characters of one output line kept
@@ -37,12 +30,7 @@ def duration(seconds: float) -> str:
 
 
 def options_text(options: Sequence[tuple[str, str]], limit: int = 200) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in options)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+    return cut(", ".join(f"{k}={v}" for k, v in options), limit)
 
 
 def compose(head: str, body: Iterable[str], tail: Sequence[str] = (), *,
@@ -50,7 +38,7 @@ def compose(head: str, body: Iterable[str], tail: Sequence[str] = (), *,
     """``PREFIX + head``, body lines, then "Last output lines:" and the tail, within ``limit``."""
     limit = min(limit, ZABBIX_MESSAGE_LIMIT)
     lines = [redact(PREFIX + head), *(redact(b) for b in body if b)]
-    out = [redact("  " + _cut(line.rstrip(), _LINE)) for line in tail]
+    out = [redact("  " + cut(line.rstrip(), _LINE)) for line in tail]
 
     def build() -> str:
         return "\n".join(lines + (["Last output lines:", *out] if out else []))
@@ -60,96 +48,9 @@ def compose(head: str, body: Iterable[str], tail: Sequence[str] = (), *,
         out.pop(0)  # the oldest output goes first: the end says how it ended
         text = build()
     if len(text) > limit:
-        lines = [_cut(line, 400) for line in lines]
+        lines = [cut(line, 400) for line in lines]
         text = build()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def format_audit(entries: Iterable[AuditEntry], *, clock: Callable[[float], str] | None = None
-                 ) -> list[str]:
-    """Lines for `hefestus remediation`, in the order given: one decision or outcome a line."""
-    fmt = clock or (lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)))
-    return [f"{fmt(e.at)}  event {e.eventid:<9} {e.host or '-':<20} {e.rule:<28} {e.action:<10} {e.detail}"
-            for e in entries]
-
-
-class JobCatalog(Protocol):
-    """What `hefestus check` needs from Rundeck (:class:`hefestus.adapters.rundeck.RundeckClient`)."""
-
-    def system_info(self) -> SystemInfo: ...
-
-    def job_info(self, job_id: str) -> JobInfo: ...
-
-
-CheckLine = tuple[str, str, str]  # (status "ok" | "warn" | "FAIL", what, detail)
-
-
-def check_jobs(client: JobCatalog | None, rules: RemediationRules, *, mode: str,
-               api_version: int) -> list[CheckLine]:
-    """Token, API version and every mapped job, for `hefestus check`.
-
-    A missing job or a disabled one is a FAIL only when ``mode`` is "on"
-    (in dry-run nothing runs, so it is a warning to fix before switching on).
-    """
-    bad = "FAIL" if mode == "on" else "warn"
-    jobs = rules.jobs()
-    out: list[CheckLine] = [("ok", "remediation", f"mode {mode!r}, {len(rules)} rule(s), {len(jobs)} job(s)")]
-    if client is None:
-        if jobs:
-            out.append(("FAIL" if mode == "on" else "ok", "rundeck",
-                        "no [rundeck] configured (url, token): decisions are reported, nothing runs"))
-        return out
-    try:
-        info = client.system_info()
-    except RundeckAuthError as exc:
-        if exc.code != "api.error.item.unauthorized":
-            out.append(("FAIL", "rundeck token", f"rejected: {exc}"))
-            return out
-        out.append(("warn", "rundeck token", "valid, but it may not read /system/info (no 'read' on "
-                    "the system resource in the ACL): the API version was not verified"))
-    except RundeckRejected as exc:
-        out.append(("FAIL", "rundeck", str(exc)))  # e.g. API version unsupported: the message says what to set
-        return out
-    except RundeckError as exc:
-        out.append(("FAIL", "rundeck", str(exc)))
-        return out
-    else:
-        out.append(("ok", "rundeck", f"Rundeck {info.version or '?'} on {info.node or '?'}: "
-                                     f"API v{api_version} (the server accepts up to v{info.api_version})"))
-        if info.execution_mode == "passive":
-            out.append((bad, "rundeck execution mode", "passive: Rundeck refuses every run"))
-    for job_id, users in jobs.items():
-        what = f"rundeck job {job_id}"
-        names = ", ".join(f"{r.name} ({r.origin})" for r in users)
-        if users[0].placeholder:
-            out.append((bad, what, f"a placeholder id: replace it with the real job's UUID in {names}"))
-            continue
-        try:
-            job = client.job_info(job_id)
-        except RundeckAuthError as exc:
-            out.append((bad, what, f"the token may not read this job (ACL): {exc}"))
-            continue
-        except RundeckError as exc:
-            out.append((bad, what, f"{exc} (used by {names})"))
-            continue
-        problems = []
-        if not job.enabled:
-            problems.append("execution is disabled for this job in Rundeck")
-        if not job.project_executions_enabled:
-            problems.append(f"project {job.project!r} has executions disabled")
-        for r in users:
-            if r.project != job.project:
-                problems.append(f"rule {r.name!r} says project {r.project!r}, Rundeck {job.project!r}")
-        if problems:
-            out.append((bad, what, "; ".join(problems)))
-            continue
-        out.append(("ok", what, f"'{job.full_name}' in {job.project}, enabled; used by "
-                                f"{', '.join(r.name for r in users)}"))
-        renamed = sorted({r.job_name for r in users if r.job_name not in (job.name, r.name)})
-        if renamed:
-            out.append(("warn", what, f"rules call it {', '.join(map(repr, renamed))}, Rundeck "
-                                      f"{job.name!r}: operators read the rules' name"))
-    return out
+    return cut(text, limit)
 
 
 def not_run_text(label: str, reason: str, *, redact: Callable[[str], str], limit: int) -> str:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hefestus.config import RemediationSettings
+from hefestus.remediation.decision import Reason
 from hefestus.remediation.rules import RemediationRule
-from hefestus.state.store import Store
+from hefestus.state.remediations import RemediationRecords
 
 
 def when(ts: float) -> str:
@@ -30,15 +31,14 @@ def when(ts: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    #: breaker, cooldown, rate-limit, concurrency
-    code: str
+    code: Reason
     text: str
 
 
 class Policy:
-    def __init__(self, settings: RemediationSettings, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: RemediationSettings, records: RemediationRecords, clock: Callable[[], float]) -> None:
         self._s = settings
-        self._store = store
+        self._records = records
         self._clock = clock
 
     def cooldown(self, rule: RemediationRule) -> float:
@@ -48,7 +48,7 @@ class Policy:
         return self._s.max_runs_per_hour if rule.max_runs_per_hour is None else rule.max_runs_per_hour
 
     def breaker_open(self, job_id: str, label: str) -> Refusal | None:
-        failures, opened = self._store.breaker(job_id)
+        failures, opened = self._records.breaker(job_id)
         if opened is not None and self._clock() < opened + self._s.breaker_reset:
             return Refusal("breaker", f"circuit breaker open for {label} after {failures} consecutive "
                                       f"failed run(s), until {when(opened + self._s.breaker_reset)}")
@@ -62,17 +62,17 @@ class Policy:
             return open_
         cooldown = self.cooldown(rule)
         if cooldown > 0:
-            last = self._store.remediation_claims(rule.job_id, now - cooldown, host)
+            last = self._records.remediation_claims(rule.job_id, now - cooldown, host)
             if last:
                 return Refusal("cooldown", f"{rule.label} already ran for {host} at {when(last[-1])}; "
                                            f"cooldown {cooldown:g} s, until {when(last[-1] + cooldown)}")
         per_hour = self.per_hour(rule)
-        runs = self._store.remediation_claims(rule.job_id, now - 3600)
+        runs = self._records.remediation_claims(rule.job_id, now - 3600)
         if len(runs) >= per_hour:
             return Refusal("rate-limit", f"{rule.label} ran {len(runs)} time(s) in the last hour "
                                          f"(limit {per_hour}; next run possible at "
                                          f"{when(runs[len(runs) - per_hour] + 3600)})")
-        in_flight = self._store.remediations_in_flight()
+        in_flight = self._records.remediations_in_flight()
         if in_flight >= self._s.max_concurrent:
             return Refusal("concurrency", f"{in_flight} self-healing job(s) already in flight "
                                           f"(remediation.max_concurrent = {self._s.max_concurrent})")
@@ -81,13 +81,13 @@ class Policy:
     def record(self, job_id: str, *, success: bool) -> tuple[int, float | None]:
         """Count one finished run; returns (consecutive failures, opened_at) after it."""
         if success:
-            self._store.set_breaker(job_id, 0, None)
+            self._records.set_breaker(job_id, 0, None)
             return 0, None
-        failures, opened = self._store.breaker(job_id)
+        failures, opened = self._records.breaker(job_id)
         failures += 1
         if failures >= self._s.breaker_failures:
             opened = self._clock()  # (re-)open: also after a failed trial run once it had closed
-        self._store.set_breaker(job_id, failures, opened)
+        self._records.set_breaker(job_id, failures, opened)
         return failures, opened
 
     def breaker_note(self, failures: int, opened: float | None, label: str) -> str:

@@ -1,4 +1,4 @@
-"""The small interfaces self-healing depends on, and what it hands to notifiers.
+"""The small interfaces self-healing depends on, and the Rundeck values they carry.
 
 :class:`hefestus.adapters.rundeck.RundeckClient` is a :class:`JobRunner`,
 :class:`hefestus.adapters.zabbix.ZabbixClient` a :class:`RecoveryZabbix`; tests pass
@@ -9,18 +9,71 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Literal, Protocol
 
 from hefestus.pipeline.ports import Acknowledger
 
-if TYPE_CHECKING:
-    from hefestus.adapters.rundeck import Execution
+LogLevel = Literal["DEBUG", "VERBOSE", "INFO", "WARN", "ERROR"]
+
+#: Statuses after which an execution can still change. Everything else is final:
+#: Rundeck may report ``aborted`` before ``date-ended`` appears.
+NOT_FINAL = frozenset({"running", "scheduled", "queued"})
+
+# -- Rundeck's values, as self-healing sees them -------------------------------------
+
+@dataclass(frozen=True)
+class SystemInfo:
+    version: str
+    #: The server's *current* API version: the highest ``api_version`` it accepts.
+    api_version: int
+    node: str = ""
+    #: "active", or "passive": then every run fails with api.error.execution.failed.
+    execution_mode: str = ""
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    name: str
+    group: str
+    project: str
+    enabled: bool
+    permalink: str
+    #: False when the whole project has executions disabled (5.x+ reports it).
+    project_executions_enabled: bool = True
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.group}/{self.name}" if self.group else self.name
+
+@dataclass(frozen=True)
+class Execution:
+    id: int
+    status: str
+    project: str
+    permalink: str
+    href: str
+    job_id: str | None
+    job_name: str | None
+    #: Unix time in milliseconds; ``date_ended_ms`` is None until it finishes.
+    date_started_ms: int | None
+    date_ended_ms: int | None
+    argstring: str = ""
+    user: str = ""
+    failed_nodes: tuple[str, ...] = ()
+
+    @property
+    def final(self) -> bool:
+        return self.status not in NOT_FINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
 
 
 class JobRunner(Protocol):
     """What self-healing needs from Rundeck (:class:`hefestus.adapters.rundeck.RundeckClient`)."""
 
-    def run_job(self, job_id: str, options: Mapping[str, str], *, loglevel: Any = None,
+    def run_job(self, job_id: str, options: Mapping[str, str], *, loglevel: LogLevel | None = None,
                 node_filter: str | None = None) -> Execution: ...
 
     def execution(self, exec_id: int, *, just_started: bool = False) -> Execution: ...
@@ -34,21 +87,3 @@ class RecoveryZabbix(Acknowledger, Protocol):
     """Write the outcome; tell whether the problem recovered (the closed loop)."""
 
     def problem_resolved(self, eventid: int) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one remediation ended, for notifiers (``on_outcome``)."""
-
-    eventid: int
-    host: str
-    rule: str
-    job_name: str
-    project: str
-    #: succeeded, failed, aborted, timedout, ..., unknown, rejected, error, dropped,
-    #: refused, recovered, still-open
-    result: str
-    #: What was written to Zabbix ("" when nothing was: a problem that recovered).
-    message: str
-    permalink: str = ""
-    exec_id: int | None = None

@@ -52,6 +52,7 @@ from hefestus.classify.patterns import Catalog
 from hefestus.classify.regex import Regex, RegexError, compile_regex
 from hefestus.classify.routing import Domain, MatchSpec, Name, Rule
 from hefestus.errors import ConfigError
+from hefestus.tomlfile import Slug
 from hefestus.values import Classification, Problem
 
 #: Placeholders filled from the event itself (anything else names a pattern group).
@@ -66,7 +67,7 @@ _PLACEHOLDER = re2.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 OptionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 Project = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,100}$")]
-Category = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+Category = Slug
 Seconds = Annotated[float, Field(ge=0, le=30 * 86400)]
 
 

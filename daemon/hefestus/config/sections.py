@@ -1,22 +1,16 @@
-"""hefestus.toml -> validated, frozen settings.
+"""One validated, frozen settings object per hefestus.toml section.
 
-This is the one module that reads the environment. Everything is validated
-once, at start-up; each component then receives only its own section.
-
-Precedence: built-in defaults < the TOML file < ``HEFESTUS_*`` environment
-variables (so systemd can keep secrets in an ``EnvironmentFile``).
+Each component receives only its own section; :class:`hefestus.config.Settings`
+holds them all.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import string
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pydantic
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,43 +21,18 @@ from pydantic import (
     model_validator,
 )
 
-from hefestus import tomlfile
-from hefestus.api.models import ApiSettings
 from hefestus.classify.regex import RegexError, compile_regex
-from hefestus.errors import ConfigError
 from hefestus.values import Severity
 
-DEFAULT_CONFIG_PATHS = (Path("hefestus.toml"), Path("/etc/hefestus/hefestus.toml"))
 
-#: environment variable -> (section, key)
-ENV_OVERRIDES: dict[str, tuple[str, str]] = {
-    "HEFESTUS_ZABBIX_URL": ("zabbix", "url"),
-    "HEFESTUS_ZABBIX_TOKEN": ("zabbix", "token"),
-    "HEFESTUS_ZABBIX_USER": ("zabbix", "user"),
-    "HEFESTUS_ZABBIX_PASSWORD": ("zabbix", "password"),
-    "HEFESTUS_STATE_PATH": ("state", "path"),
-    "HEFESTUS_LOG_LEVEL": ("logging", "level"),
-    "HEFESTUS_LOG_FORMAT": ("logging", "format"),
-    "HEFESTUS_OLLAMA_URL": ("ollama", "url"),
-    "HEFESTUS_OLLAMA_MODEL": ("ollama", "model"),
-    "HEFESTUS_RUNDECK_URL": ("rundeck", "url"),
-    "HEFESTUS_RUNDECK_TOKEN": ("rundeck", "token"),
-    "HEFESTUS_REMEDIATION_MODE": ("remediation", "mode"),
-    "HEFESTUS_API_TOKEN": ("api", "token"),
-    "HEFESTUS_API_LISTEN": ("api", "listen"),
-    "HEFESTUS_SLACK_WEBHOOK_URL": ("slack", "webhook_url"),
-    "HEFESTUS_TEAMS_WEBHOOK_URL": ("teams", "webhook_url"),
-}
-
-
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
 
-class ZabbixSettings(_Section):
+class ZabbixSettings(Section):
     """How to reach the Zabbix API. Token auth is preferred: it never expires mid-run."""
 
     url: str = "http://127.0.0.1/zabbix"
@@ -78,10 +47,7 @@ class ZabbixSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        v = v.strip()
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.removesuffix("/api_jsonrpc.php").rstrip("/")
+        return http_url(v.strip().removesuffix("/api_jsonrpc.php"))
 
     @field_validator("token", "password", mode="before")
     @classmethod
@@ -100,7 +66,7 @@ class ZabbixSettings(_Section):
         return self
 
 
-class IntakeSettings(_Section):
+class IntakeSettings(Section):
     """Which events are fetched and how the poll cursor behaves."""
 
     poll_interval: Annotated[float, Field(ge=1, le=3600)] = 30.0
@@ -122,14 +88,10 @@ class IntakeSettings(_Section):
     @field_validator("min_severity", mode="before")
     @classmethod
     def _severity(cls, v: Any) -> Severity:
-        try:
-            return Severity.parse(v)
-        except (KeyError, ValueError) as exc:
-            names = ", ".join(s.label.replace(" ", "_") for s in Severity)
-            raise ValueError(f"unknown severity {v!r}; use one of {names}") from exc
+        return Severity.parse(v)
 
 
-class AcknowledgeSettings(_Section):
+class AcknowledgeSettings(Section):
     """How the suggestion is written back."""
 
     #: "message": add a comment only (action 4, needs "Add problem comments");
@@ -144,18 +106,18 @@ class AcknowledgeSettings(_Section):
         return 4 | (2 if self.action == "acknowledge" else 0)
 
 
-class ClassificationSettings(_Section):
+class ClassificationSettings(Section):
     rules_dir: Path = Path("rules")
     patterns_dir: Path = Path("patterns")
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     path: Path = Path("/var/lib/hefestus/state.db")
     #: Days a handled event is remembered in the ledger (the Zabbix-side marker check covers older ones).
     ledger_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
@@ -165,7 +127,8 @@ class LoggingSettings(_Section):
         return v.lower() if isinstance(v, str) else v
 
 
-def _http_url(v: str) -> str:
+def http_url(v: str) -> str:
+    """Stripped, without a trailing slash; ValueError unless it is http:// or https://."""
     v = v.strip().rstrip("/")
     if not v.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
@@ -178,7 +141,7 @@ ContextSize = Annotated[int, Field(ge=512, le=262144)]
 ModelTimeout = Annotated[float, Field(gt=0, le=1800)]
 
 
-class OllamaSettings(_Section):
+class OllamaSettings(Section):
     """The local model server. An empty ``model`` turns the model off: patterns only."""
 
     url: str = "http://127.0.0.1:11434"
@@ -198,10 +161,10 @@ class OllamaSettings(_Section):
     max_tokens: MaxTokens = 600
     num_ctx: ContextSize = 4096
 
-    _url = field_validator("url")(classmethod(lambda cls, v: _http_url(v)))
+    _url = field_validator("url")(classmethod(lambda cls, v: http_url(v)))
 
 
-class AnalysisSettings(_Section):
+class AnalysisSettings(Section):
     """How pattern suggestions and model answers combine."""
 
     #: "pattern": never ask the model; "model-when-unclassified": ask only when no pattern
@@ -216,7 +179,7 @@ class AnalysisSettings(_Section):
 PROMPT_PLACEHOLDERS = frozenset({"domain", "description"})
 
 
-class DomainSettings(_Section):
+class DomainSettings(Section):
     """Per-domain model parameters; unset values fall back to [ollama].
 
     The seed's ``domains.json`` fields map one to one: ``prompt_template``,
@@ -252,7 +215,7 @@ class DomainSettings(_Section):
         return v
 
 
-class RedactionSettings(_Section):
+class RedactionSettings(Section):
     """Extra secret patterns (RE2) masked before anything leaves the process."""
 
     patterns: tuple[str, ...] = ()
@@ -268,7 +231,7 @@ class RedactionSettings(_Section):
         return v
 
 
-class RundeckSettings(_Section):
+class RundeckSettings(Section):
     """How to reach Rundeck.
 
     ``api_version`` defaults to 41: the current version of Rundeck 4.0-4.8 and
@@ -288,9 +251,7 @@ class RundeckSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        v = v.strip().rstrip("/")
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        v = http_url(v)
         if re.search(r"/api(/\d+)?$", v):
             raise ValueError("give Rundeck's base URL, without /api/<version> "
                              "(the version is rundeck.api_version)")
@@ -304,7 +265,7 @@ class RundeckSettings(_Section):
         return v
 
 
-class RemediationSettings(_Section):
+class RemediationSettings(Section):
     """The safety layer around Rundeck jobs. Per-rule limits in rules/ override the defaults."""
 
     #: "off": never decide; "dry-run": decide and report, run nothing; "on": run jobs.
@@ -331,7 +292,7 @@ class RemediationSettings(_Section):
     output_lines: Annotated[int, Field(ge=0, le=100)] = 15
 
 
-class WebhookSettings(_Section):
+class WebhookSettings(Section):
     """An incoming webhook; no URL means this notifier is off."""
 
     webhook_url: SecretStr | None = None
@@ -362,7 +323,7 @@ class TeamsSettings(WebhookSettings):
     """Teams Workflows (or legacy connector) webhook. Env: HEFESTUS_TEAMS_WEBHOOK_URL."""
 
 
-class NotifySettings(_Section):
+class NotifySettings(Section):
     """Delivery of notifications: a failing webhook never blocks an acknowledgement."""
 
     queue_size: Annotated[int, Field(ge=1, le=10_000)] = 100
@@ -373,92 +334,3 @@ class NotifySettings(_Section):
     shutdown_timeout: Annotated[float, Field(ge=0, le=60)] = 5.0
     #: Zabbix frontend address for links in notifications (default: zabbix.url).
     frontend_url: str | None = None
-
-
-class Settings(_Section):
-    zabbix: ZabbixSettings
-    intake: IntakeSettings = IntakeSettings()
-    acknowledge: AcknowledgeSettings = AcknowledgeSettings()
-    classification: ClassificationSettings = ClassificationSettings()
-    state: StateSettings = StateSettings()
-    logging: LoggingSettings = LoggingSettings()
-    ollama: OllamaSettings = OllamaSettings()
-    analysis: AnalysisSettings = AnalysisSettings()
-    domains: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")], DomainSettings] = {}
-    redaction: RedactionSettings = RedactionSettings()
-    rundeck: RundeckSettings | None = None
-    remediation: RemediationSettings = RemediationSettings()
-    api: ApiSettings = ApiSettings()
-    slack: SlackSettings = SlackSettings()
-    teams: TeamsSettings = TeamsSettings()
-    notify: NotifySettings = NotifySettings()
-    #: Where the file was read from; relative paths in it resolve against its folder.
-    source: Path = Field(default=Path("hefestus.toml"), exclude=True)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.source.parent
-
-    def resolve(self, p: Path) -> Path:
-        return p if p.is_absolute() else (self.base_dir / p)
-
-    @property
-    def rules_dir(self) -> Path:
-        return self.resolve(self.classification.rules_dir)
-
-    @property
-    def patterns_dir(self) -> Path:
-        return self.resolve(self.classification.patterns_dir)
-
-    @property
-    def state_path(self) -> Path:
-        return self.resolve(self.state.path)
-
-    @model_validator(mode="after")
-    def _remediation_needs_rundeck(self) -> Settings:
-        if self.remediation.mode == "on" and self.rundeck is None:
-            raise ValueError("remediation.mode is \"on\" but there is no [rundeck] section "
-                             "(url, token; or HEFESTUS_RUNDECK_URL / HEFESTUS_RUNDECK_TOKEN)")
-        return self
-
-    @property
-    def extra_dictionaries(self) -> dict[str, Path]:
-        """Domains whose dictionary lives outside patterns_dir ([domains.X] dictionary = ...)."""
-        return {name: self.resolve(d.dictionary) for name, d in self.domains.items() if d.dictionary}
-
-
-def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    """``--config`` wins, then ``HEFESTUS_CONFIG``, then ./hefestus.toml, then /etc/hefestus/."""
-    if explicit:
-        return Path(explicit)
-    if env.get("HEFESTUS_CONFIG"):
-        return Path(env["HEFESTUS_CONFIG"])
-    for candidate in DEFAULT_CONFIG_PATHS:
-        if candidate.exists():
-            return candidate
-    raise ConfigError(
-        "no configuration file found (tried ./hefestus.toml and /etc/hefestus/hefestus.toml); "
-        "pass --config PATH or set HEFESTUS_CONFIG"
-    )
-
-
-def load_settings(path: Path, env: Mapping[str, str] | None = None, *,
-                  need_zabbix: bool = True) -> Settings:
-    """Read, merge with the environment, validate. Raises :class:`ConfigError`.
-
-    ``need_zabbix=False`` accepts a file without Zabbix credentials (offline commands).
-    """
-    env = os.environ if env is None else env
-    data, text = tomlfile.load(path)
-    for var, (section, key) in ENV_OVERRIDES.items():
-        if env.get(var):
-            table = data.setdefault(section, {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"[{section}] must be a table", path=str(path))
-            table[key] = env[var]
-    data.setdefault("zabbix", {})
-    try:
-        return Settings.model_validate({**data, "source": path.resolve()},
-                                       context={"need_zabbix": need_zabbix})
-    except pydantic.ValidationError as exc:
-        raise tomlfile.validation_error(exc, path=path, text=text) from None

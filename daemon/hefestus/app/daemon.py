@@ -1,0 +1,162 @@
+"""The daemon's life cycle: an APScheduler interval job that never overlaps itself,
+the API beside it, a reload of rules and patterns on SIGHUP that keeps the last good
+set when the new one is broken, systemd notifications, and a graceful stop on
+SIGTERM/SIGINT that lets the running cycle finish its write."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+
+import structlog
+from apscheduler.schedulers.blocking import BlockingScheduler
+from prometheus_client import CollectorRegistry
+
+from hefestus.api.backend import ApiBackend, HealthBoard
+from hefestus.api.metrics import DaemonCollector, Totals
+from hefestus.app.build import App, build_offline
+from hefestus.app.checks import model_names, model_status
+from hefestus.config import ApiSettings, Settings
+from hefestus.errors import HefestusError, StateError, ZabbixUnavailable
+from hefestus.pipeline.plan import CycleReport
+
+log = structlog.get_logger("hefestus")
+
+
+def run_cycle(app: App, *, dry_run: bool = False) -> CycleReport | None:
+    """One poll; Zabbix being unreachable is logged and left for the next poll."""
+    try:
+        report = app.pipeline.run_once(dry_run=dry_run)
+    except ZabbixUnavailable as exc:
+        log.warning("zabbix unavailable; will retry at the next poll", error=str(exc))
+        app.health.set("zabbix", False, str(exc))
+        app.totals.error("zabbix")
+        return None
+    app.health.set("zabbix", True, f"{app.settings.zabbix.url}: last poll fetched {report.fetched} event(s)")
+    if not dry_run:
+        app.totals.add(report)
+    if report.fetched or report.deferred:
+        log.info("cycle done", **report.as_dict())
+    return report
+
+
+def serve_forever(app: App) -> int:
+    """The daemon: poll every ``intake.poll_interval`` seconds until SIGTERM/SIGINT.
+
+    Returns the exit status: 1 when the state store became unusable (without it
+    exactly-once cannot be kept, so the daemon stops and systemd reports it).
+    """
+    from hefestus.api.app import create_app, serve
+    from hefestus.app.systemd import Systemd
+
+    settings = app.settings
+    scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                "misfire_grace_time": None})
+    status = {"code": 0}
+    systemd = Systemd()
+
+    def job() -> None:
+        try:
+            report = run_cycle(app)
+            systemd.status(f"last poll {datetime.now(UTC):%H:%M:%S} UTC: "
+                           + ("zabbix unavailable" if report is None else
+                              f"{report.fetched} fetched, {report.acknowledged} acknowledged"))
+        except StateError as exc:
+            log.error("state store unusable; stopping", error=str(exc))
+            status["code"] = 1
+            scheduler.shutdown(wait=False)
+        except HefestusError as exc:  # e.g. a configured host group is gone: say so, keep polling
+            log.error("cycle failed", error=str(exc))
+        finally:
+            systemd.progress()
+
+    scheduler.add_job(job, "interval", seconds=settings.intake.poll_interval, id="poll",
+                      next_run_time=datetime.now(UTC))
+    if systemd.watchdog_seconds:
+        # A cycle may take one poll interval plus a slow Zabbix and a slow model: allow for both.
+        budget = (settings.intake.poll_interval + settings.zabbix.timeout * settings.zabbix.retries
+                  + settings.ollama.timeout * 2 + systemd.watchdog_seconds)
+        scheduler.add_job(lambda: systemd.ping_if_alive(budget), "interval",
+                          seconds=max(systemd.watchdog_seconds / 2, 1), id="watchdog")
+
+    api_server = None
+    if settings.api.enabled:
+        registry = CollectorRegistry()
+        registry.register(app.collector())
+        def wake() -> None:
+            """Run the poll job now; with max_instances=1 a running cycle finishes first."""
+            scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+
+        api_server = serve(create_app(app.backend(wake), settings.api, metrics=registry), settings.api.listen,
+                           stop_timeout=settings.api.stop_timeout)
+        log.info("api listening", url=api_server.url)
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        systemd.stopping()
+        scheduler.shutdown(wait=True)  # lets a cycle in flight finish its write
+
+    def hup(_: int, __: FrameType | None) -> None:
+        systemd.status("reloading rules and patterns")
+        app.knowledge.reload()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+    log.info("hefestus running", poll_interval=settings.intake.poll_interval,
+             state=str(settings.state_path), analysis=settings.analysis.mode)
+    if app.analyzer.enabled:
+        ok, detail = app.model_check()
+        app.health.set("model", ok, detail)
+        (log.info if ok else log.warning)("model check", detail=detail)
+    if app.rundeck is not None or app.knowledge.remediation_rules().rules:
+        app.health.set("rundeck", *app.check_rundeck())
+    resumed = app.remediator.resume()
+    if any(resumed.values()):
+        log.info("remediation resumed", **resumed)
+    scheduler.add_job(lambda: app.remediator.prune(settings.state.ledger_days), "interval", hours=1,
+                      id="prune-remediation")
+    systemd.ready(f"polling {settings.zabbix.url} every {settings.intake.poll_interval:g} s")
+    try:
+        scheduler.start()
+    finally:
+        if api_server is not None:
+            api_server.stop()
+        app.close()
+    log.info("stopped")
+    return status["code"]
+
+
+def run_once(app: App) -> CycleReport | None:
+    """`run --once`: follow runs a previous process left in flight (never rerun them), one
+    cycle, close."""
+    try:
+        app.remediator.resume()
+        return run_cycle(app)
+    finally:
+        app.close()
+
+
+def serve_api(settings: Settings, api: ApiSettings, *, listening: Callable[[str], None]) -> int:
+    """`hefestus serve`: the HTTP API alone, without polling Zabbix (for teams that only want
+    the CI-pipeline endpoint). SIGHUP reloads rules and patterns, as in the daemon."""
+    from hefestus.api.app import create_app
+    from hefestus.api.server import Server
+
+    knowledge, analyzer, model, _ = build_offline(settings)
+    health = HealthBoard()
+    health.set("zabbix", True, "not used: `hefestus serve` answers the API only")
+    backend = ApiBackend(knowledge, analyzer, health, model_check=(
+        (lambda: model_status(model, model_names(settings))) if analyzer.enabled else None))
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(Totals(), analysis=lambda: analyzer.stats))
+    server = Server(create_app(backend, api, metrics=registry), api.listen, stop_timeout=api.stop_timeout)
+    signal.signal(signal.SIGHUP, lambda *_: knowledge.reload())
+    listening(server.url)
+    try:
+        server.run()
+    finally:
+        analyzer.close()
+    return 0

@@ -1,0 +1,224 @@
+"""The one SQLite connection behind every state repository: file, schema, lock, errors.
+
+The repositories (:mod:`.ledger`, :mod:`.answers`, :mod:`.remediations`) each own
+some tables, but they share this one connection and this one lock. One
+connection because SQLite serialises writers anyway and a second connection to
+the same file would only add ``database is locked`` waits; one lock because the
+connection is used from the scheduler's worker thread, the HTTP API and
+signal-time shutdown, and ``BEGIN``/``COMMIT`` on a shared connection must not
+interleave.
+
+Everything that can go wrong with the file is turned into
+:class:`~hefestus.errors.StateError` here, with a hint for the operator, and
+nothing ever deletes or recreates a file that fails to open: see the package
+docstring for why.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from hefestus.errors import StateError
+
+SCHEMA_VERSION = 3  # 2: answers (model answer cache); 3: remediations, breakers, audit
+
+# Every migration so far only adds tables, so the upgrade path from schema 1 or 2
+# is this script (all ``IF NOT EXISTS``) followed by bumping ``schema_version``.
+# A migration that changes an existing table must be written out step by step.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    eventid    INTEGER PRIMARY KEY,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'skipped')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    domain     TEXT,
+    category   TEXT,
+    pattern_id TEXT,
+    detail     TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_updated ON events (updated_at);
+CREATE TABLE IF NOT EXISTS answers (
+    fingerprint TEXT PRIMARY KEY,
+    model       TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS remediations (
+    eventid         INTEGER PRIMARY KEY,
+    rule            TEXT NOT NULL,
+    origin          TEXT NOT NULL,
+    job_id          TEXT NOT NULL,
+    job_name        TEXT NOT NULL,
+    project         TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    options         TEXT NOT NULL,
+    node_filter     TEXT,
+    timeout         REAL NOT NULL,
+    recovery_window REAL NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN
+                        ('queued', 'starting', 'running', 'retry', 'verifying', 'done')),
+    result          TEXT NOT NULL DEFAULT '',
+    counted         INTEGER NOT NULL DEFAULT 1,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    exec_id         INTEGER,
+    permalink       TEXT NOT NULL DEFAULT '',
+    detail          TEXT NOT NULL DEFAULT '',
+    claimed_at      REAL NOT NULL,
+    ran_at          REAL,
+    ended_at        REAL,
+    next_at         REAL,
+    outcome         TEXT NOT NULL DEFAULT '',
+    outcome_state   TEXT NOT NULL DEFAULT 'none'
+                        CHECK (outcome_state IN ('none', 'pending', 'written', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS remediations_job ON remediations (job_id, claimed_at);
+CREATE INDEX IF NOT EXISTS remediations_state ON remediations (state);
+CREATE TABLE IF NOT EXISTS remediation_breakers (
+    job_id    TEXT PRIMARY KEY,
+    failures  INTEGER NOT NULL,
+    opened_at REAL
+);
+CREATE TABLE IF NOT EXISTS remediation_audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      REAL NOT NULL,
+    eventid INTEGER NOT NULL,
+    host    TEXT NOT NULL,
+    rule    TEXT NOT NULL,
+    job_id  TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    detail  TEXT NOT NULL
+);
+"""
+
+
+class Database:
+    """The opened state file: a shared connection, its lock, and the schema brought up to date.
+
+    Opening never resets anything: a corrupt, read-only or unopenable file, or one
+    written by a newer Hefestus (whose tables this code would misread), raises
+    :class:`StateError` and leaves the file exactly as it was.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Re-entrant so that a repository method holding the lock may call another that takes it.
+        self._lock = threading.RLock()
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # The scheduler runs cycles on a worker thread, one at a time (max_instances=1);
+            # the lock keeps any other use (HTTP API, signal-time close, CLI) serialised, which
+            # is why the connection may be used from a thread other than the one that opened it.
+            # isolation_level=None: the driver never opens transactions behind our back, every
+            # write is bracketed by transaction() below.
+            self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
+                                       check_same_thread=False)
+            # WAL + synchronous=FULL: a committed transaction survives a crash or power cut.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            with self.transaction() as conn:
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(stmt)
+                found = read_meta(conn, "schema_version")
+                if found is None:
+                    write_meta(conn, "schema_version", str(SCHEMA_VERSION))
+                elif int(found) > SCHEMA_VERSION:
+                    raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
+                elif int(found) < SCHEMA_VERSION:  # migrations so far only add tables
+                    write_meta(conn, "schema_version", str(SCHEMA_VERSION))
+            # Reads every page header: a file damaged past its first page fails here, at start,
+            # rather than in the middle of a cycle.
+            self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise StateError(explain(path, exc)) from exc
+        except StateError:
+            self._close_quietly()
+            raise
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create the state directory: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (every committed write is already on disk)."""
+        with self._lock:
+            self._db.close()
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+
+    def hold(self) -> AbstractContextManager[bool]:
+        """The connection's (re-entrant) lock: a read and the write that depends on it, as one
+        step against the other threads of this process."""
+        return self._lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and run the block as one ``BEGIN IMMEDIATE`` transaction.
+
+        IMMEDIATE takes the write lock up front, so a second process on the same file
+        fails here (``locked``, after the 10 s busy timeout) instead of half-way through.
+        Any exception rolls back; SQLite errors come out as :class:`StateError`.
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise StateError(explain(self.path, exc)) from exc
+
+    def execute(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement under the lock and return all its rows.
+
+        For reads, and for one-statement maintenance writes (each commits on its own, the
+        connection being in autocommit mode); anything that must be atomic with other
+        statements goes through :meth:`transaction`.
+        """
+        try:
+            with self._lock:
+                return list(self._db.execute(sql, args).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise StateError(explain(self.path, exc)) from exc
+
+
+def read_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """One ``meta`` value; for use inside :meth:`Database.transaction` (no lock, no translation)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def write_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """Upsert one ``meta`` value; for use inside :meth:`Database.transaction`."""
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """The SQLite error plus what the operator should do about it."""
+    msg = str(exc)
+    if "readonly" in msg or "read-only" in msg:
+        hint = "the file or its directory is read-only for this user; fix permissions"
+    elif "not a database" in msg or "malformed" in msg:
+        hint = ("the file is corrupt; move it aside to start afresh (events already acknowledged "
+                "are recognised by their [Hefestus] marker, so none is written twice)")
+    elif "unable to open" in msg:
+        hint = ("the file cannot be opened for writing; check the path, its permissions and that "
+                "the filesystem is not read-only")
+    elif "locked" in msg:
+        hint = "another process holds the database; is a second Hefestus running?"
+    else:
+        hint = "the state store failed"
+    return f"state store {path}: {msg}: {hint}"

@@ -1,0 +1,39 @@
+"""The local Zabbix 6.0 that `make zabbix` brings up, as the tests see it: its address, the
+users they log in as, and a hefestus.toml pointing at it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.support.helpers import toml_value
+from tests.support.paths import ROOT
+
+WEB_PORT = os.environ.get("HEFESTUS_ZBX_WEB_PORT", "8089")
+ZABBIX_URL = os.environ.get("HEFESTUS_TEST_ZABBIX_URL", f"http://127.0.0.1:{WEB_PORT}")
+ADMIN = ("Admin", "zabbix")
+#: The user Hefestus runs as in these tests; its password is distinctive so a leak is detectable.
+IT_USER = ("hefestus-it", "Hx-it-S3cret-9f2k!")
+
+
+def write_config(tmp_path: Path, url: str = ZABBIX_URL, *, user: tuple[str, str] = IT_USER,
+                 **sections: dict[str, Any]) -> Path:
+    """A hefestus.toml for one test: its own state file, the shipped rules and patterns."""
+    base: dict[str, dict[str, Any]] = {
+        "zabbix": {"url": url, "user": user[0], "password": user[1], "timeout": 10, "retries": 2},
+        "intake": {"poll_interval": 2},
+        "classification": {"rules_dir": str(ROOT / "rules"), "patterns_dir": str(ROOT / "patterns")},
+        "state": {"path": str(tmp_path / "state.db")},
+        "logging": {"format": "json"},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {toml_value(v)}")
+    path = tmp_path / "hefestus.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
