@@ -55,6 +55,7 @@ from storm_report import (
     varying_lines,
     write_results,
 )
+from tests.support import dev_zabbix
 from tests.support.helpers import free_port, toml_value
 from tests.support.lab import LabHost, ZabbixLab
 from tests.support.ollama import model_server
@@ -64,9 +65,7 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import ZabbixSettings
 from hefestus.pipeline.render import MARKER
 
-_WEB_PORT = os.environ.get(  # the dev Zabbix (`make zabbix [ZABBIX=7.0]`): 6.0 on 8089, 7.0 on 8097
-    "HEFESTUS_ZBX_WEB_PORT", "8097" if os.environ.get("HEFESTUS_ZBX_VERSION") == "7.0" else "8089")
-URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL", f"http://127.0.0.1:{_WEB_PORT}")
+URL = os.environ.get("HEFESTUS_BENCH_ZABBIX_URL", dev_zabbix.URL)
 ADMIN = ("Admin", "zabbix")
 #: Hefestus and the floor both run as USER (same permission checks), and only its messages count:
 #: other Hefestus processes on a shared Zabbix (the test suite's) may comment on the storm too.

@@ -21,16 +21,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB_PORT = os.environ.get(  # the dev Zabbix (`make zabbix [ZABBIX=7.0]`): 6.0 on 8089, 7.0 on 8097
-    "HEFESTUS_ZBX_WEB_PORT", "8097" if os.environ.get("HEFESTUS_ZBX_VERSION") == "7.0" else "8089")
-URL = os.environ.get("HEFESTUS_ZABBIX_URL", f"http://127.0.0.1:{WEB_PORT}")
+sys.path.insert(0, str(ROOT / "daemon"))
+sys.path.insert(0, str(ROOT))  # tests/support: the Zabbix lab and the model server (not shipped)
+from tests.support import dev_zabbix  # noqa: E402
+
+URL = os.environ.get("HEFESTUS_ZABBIX_URL", dev_zabbix.URL)
 ENV = {
     **os.environ,
     "HEFESTUS_CONFIG": str(ROOT / "hefestus.toml"),
     "HEFESTUS_ZABBIX_URL": URL,
     "HEFESTUS_ZABBIX_USER": os.environ.get("HEFESTUS_ZABBIX_USER", "Admin"),
     "HEFESTUS_ZABBIX_PASSWORD": os.environ.get("HEFESTUS_ZABBIX_PASSWORD", "zabbix"),
-    "HEFESTUS_STATE_PATH": os.environ.get("HEFESTUS_STATE_PATH", str(ROOT / ".demo" / "state.db")),
+    # One state (and cursor) per dev Zabbix: 6.0's event ids mean nothing to 7.0.
+    "HEFESTUS_STATE_PATH": os.environ.get(
+        "HEFESTUS_STATE_PATH", str(ROOT / ".demo" / f"state-{dev_zabbix.VERSION}.db")),
     "HEFESTUS_LOG_FORMAT": "console",
 }
 HEFESTUS = [sys.executable, "-m", "hefestus"]
@@ -68,8 +72,6 @@ SAMPLES = [
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT / "daemon"))
-    sys.path.insert(0, str(ROOT))  # tests/support: the Zabbix lab and the model server (not shipped)
     from tests.support.ollama import model_server
 
     own_model = "HEFESTUS_OLLAMA_URL" not in os.environ

@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Stop the frontend and server started by zabbix-up.sh (PostgreSQL keeps running).
-set -u
-DIR=${HEFESTUS_ZBX_DIR:-/var/tmp/hefestus-zabbix}
-for name in php zabbix_server; do
-  if [ -f "$DIR/$name.pid" ]; then
-    pid=$(cat "$DIR/$name.pid")
-    # php -S runs workers in its own session (setsid): stop the whole group.
-    { kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; } && echo "[zabbix-down] stopped $name"
-    rm -f "$DIR/$name.pid"
-  fi
+# Stop the dev Zabbix started by zabbix-up.sh: its frontend (php -S) and its zabbix_server.
+# PostgreSQL, the databases, the build cache and every other process keep running.
+#
+#   deploy/dev/zabbix-down.sh [6.0|7.0|all]   (default: $HEFESTUS_ZBX_VERSION, else 6.0)
+#
+# Only PIDs read from our own pid files are stopped, and only while their command line still
+# names our run directory (a pid file left by a reboot may name an unrelated process now).
+set -uo pipefail
+ZBX_TAG=zabbix-down
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/dev/zabbix-lib.sh
+. "$HERE/zabbix-lib.sh"
+
+want=${1:-${HEFESTUS_ZBX_VERSION:-6.0}}
+case "$want" in
+  all) versions=$ZBX_ALL_VERSIONS ;;
+  *) zbx_layout "$want"; versions=$want ;;
+esac
+stop_legacy
+for v in $versions; do
+  run="$ZBX_ROOT/$v"
+  pid=$(our_php_pid "$run")
+  if [ -n "$pid" ]; then stop_tree "the $v frontend" "$pid"; fi
+  pid=$(our_server_pid "$run")
+  if [ -n "$pid" ]; then stop_tree "zabbix_server $v" "$pid"; fi
+  # Only now that nothing of ours runs from it: stale pid and socket files.
+  rm -f "$run/php.pid" "$run/zabbix_server.pid" "$run"/zabbix_server_*.sock
 done
-# zabbix_server stops its children in the background: wait so a restart finds its socket free.
-for _ in $(seq 1 30); do pgrep -x zabbix_server >/dev/null || break; sleep 1; done
 exit 0

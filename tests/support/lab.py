@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hefestus.values import Severity
+from tests.support import dev_zabbix
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,8 @@ class ZabbixLab:
                  server_config: str | None = None) -> None:
         self.call = call
         self.server = server
-        self.port = port or int(os.environ.get(  # the dev Zabbix's trapper: 6.0 10151, 7.0 10171
-            "HEFESTUS_ZBX_SERVER_PORT", "10171" if os.environ.get("HEFESTUS_ZBX_VERSION") == "7.0" else "10151"))
-        state_dir = os.path.join(os.environ.get("HEFESTUS_ZBX_DIR", "/var/tmp/hefestus-zabbix"),
-                                 os.environ.get("HEFESTUS_ZBX_VERSION", "6.0"))
-        self.server_config = server_config or os.path.join(state_dir, "zabbix_server.conf")
+        self.port = port or dev_zabbix.SERVER_PORT
+        self.server_config = server_config or str(dev_zabbix.RUN_DIR / "zabbix_server.conf")
         self.sender = shutil.which("zabbix_sender") or "/usr/bin/zabbix_sender"
 
     def group(self, name: str) -> str:

@@ -1,4 +1,4 @@
-"""The local Zabbix 6.0 that `make zabbix` brings up, as the tests see it: its address, the
+"""The local dev Zabbix that `make zabbix` brings up, as the tests see it: its address, the
 users they log in as, and a hefestus.toml pointing at it."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tests.support import dev_zabbix
 from tests.support.helpers import toml_value
 from tests.support.paths import ROOT
 
-WEB_PORT = os.environ.get("HEFESTUS_ZBX_WEB_PORT", "8089")
-ZABBIX_URL = os.environ.get("HEFESTUS_TEST_ZABBIX_URL", f"http://127.0.0.1:{WEB_PORT}")
+WEB_PORT = str(dev_zabbix.WEB_PORT)
+ZABBIX_URL = os.environ.get("HEFESTUS_TEST_ZABBIX_URL", dev_zabbix.URL)
 ADMIN = ("Admin", "zabbix")
 #: The user Hefestus runs as in these tests; its password is distinctive so a leak is detectable.
 IT_USER = ("hefestus-it", "Hx-it-S3cret-9f2k!")
