@@ -112,6 +112,13 @@ class ZabbixLab:
         finally:
             os.unlink(path)
 
+    def _acks_param(self) -> str:
+        """event.get's acknowledgement parameter: 6.0 knows only ``select_acknowledges``, 7.0
+        deprecates it ("Parameter /select_acknowledges is deprecated") and 7.2 rejects it."""
+        version = str(self.call("apiinfo.version"))
+        major, minor = (int(x) for x in version.split(".")[:2])
+        return "selectAcknowledges" if (major, minor) >= (7, 0) else "select_acknowledges"
+
     def events_for(self, hosts: Sequence[LabHost], *, expect: int, timeout: float = 60,
                    acks: bool = False) -> list[dict[str, Any]]:
         """Wait until ``expect`` problem events exist for these hosts' triggers."""
@@ -121,7 +128,7 @@ class ZabbixLab:
                                   "objectids": [h.triggerid for h in hosts],
                                   "sortfield": ["eventid"], "sortorder": "ASC"}
         if acks:
-            params["select_acknowledges"] = ["message", "action", "clock", "userid"]
+            params[self._acks_param()] = ["message", "action", "clock", "userid"]
         while True:
             rows: list[dict[str, Any]] = self.call("event.get", **params)
             if len(rows) >= expect or time.monotonic() > deadline:
