@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -43,6 +44,27 @@ def test_media_type_export_is_a_zabbix_60_webhook() -> None:
     assert media["script"] == WEBHOOK_JS.read_text()
     modes = {(t["event_source"], t["operation_mode"]) for t in media["message_templates"]}
     assert ("TRIGGERS", "PROBLEM") in modes
+
+
+#: Built-in macros Zabbix 8.0 dropped ("Deprecated macros dropped", upgrade notes for 8.0,
+#: https://www.zabbix.com/documentation/8.0/en/manual/installation/upgrade_notes): an export
+#: using one still imports, but from 8.0 on the macro reaches the script unresolved.
+REMOVED_IN_80 = re.compile(r"\{(ACK\.(DATE|MESSAGE|TIME)|EVENT\.ACK\.HISTORY|HOSTNAME\d?|IPADDRESS\d?|PROFILE\.[A-Z0-9_.]+"
+                           r"|TRIGGER\.(COMMENT|KEY)|STATUS|USER\.ALIAS)\}")
+#: The built-in macros the media type uses (deploy/zabbix/README.md lists them): each one
+#: resolves in a trigger action's messages from 6.0 to 8.0.
+MACROS = {"{EVENT.ID}", "{EVENT.NAME}", "{EVENT.SEVERITY}", "{EVENT.SOURCE}", "{EVENT.UPDATE.STATUS}",
+          "{EVENT.VALUE}", "{HOST.NAME}", "{TRIGGER.ID}"}
+
+
+def test_media_type_uses_no_macro_that_zabbix_80_removed() -> None:
+    for removed in ("{ACK.MESSAGE}", "{EVENT.ACK.HISTORY}", "{TRIGGER.COMMENT}", "{HOSTNAME1}", "{STATUS}"):
+        assert REMOVED_IN_80.search(removed), removed  # the check itself sees them
+    text = MEDIA_TYPE.read_text() + WEBHOOK_JS.read_text()
+    assert REMOVED_IN_80.findall(text) == []
+    assert set(re.findall(r"\{[A-Z][A-Z0-9_.]*\}", text)) == MACROS  # user macros ({$...}) aside
+    readme = (DEPLOY / "zabbix" / "README.md").read_text()
+    assert all(m in readme for m in MACROS), "deploy/zabbix/README.md lists the macros the media type uses"
 
 
 # The script as Zabbix runs it: a function body over `value`, in Duktape (dukpy embeds the
