@@ -77,3 +77,12 @@ def test_config_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert find_config(None, {"HEFESTUS_CONFIG": "y.toml"}) == Path("y.toml")
     (tmp_path / "hefestus.toml").write_text("")
     assert find_config(None, {}) == Path("hefestus.toml")
+
+
+def test_other_hefestus_instances_are_zabbix_user_ids(tmp_path: Path) -> None:
+    """[zabbix] hefestus_users: the only other authors whose [Hefestus] messages count as markers."""
+    p = write(tmp_path, '[zabbix]\nurl = "http://z"\ntoken = "t"\nhefestus_users = ["42", "7"]\n')
+    assert load_settings(p, {}).zabbix.hefestus_users == ("42", "7")
+    p = write(tmp_path, '[zabbix]\nurl = "http://z"\ntoken = "t"\nhefestus_users = ["Admin"]\n')
+    with pytest.raises(ConfigError, match=r":4: zabbix.hefestus_users"):
+        load_settings(p, {})

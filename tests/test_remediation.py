@@ -40,8 +40,8 @@ category = "service-failed"
 project = "ops"
 job_id = "{RESTART}"
 job_name = "Restart service"
-options.unit = {{ value = "{{unit}}", allow = '^[A-Za-z0-9@_.-]+\\.service$' }}
-options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
+options.unit = {{ value = "{{unit}}", allow = '^[A-Za-z0-9][A-Za-z0-9@_.-]*\\.service$' }}
+options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }}
 {{restart_extra}}
 
 [[remediation]]
@@ -51,7 +51,7 @@ category = "disk-full"
 project = "ops"
 job_id = "{CLEAN}"
 job_name = "Clean disk"
-options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
+options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }}
 """
 
 
@@ -173,7 +173,7 @@ def test_injection_attempt_is_refused_and_nothing_runs(lab: Lab) -> None:
     d = r.decide(p, c)
     assert d is not None and (d.action, d.reason) == ("refused", "not-allowed")
     assert d.summary == ("Self-healing refused: option 'host' value 'web1; rm -rf /' does not match "
-                         "^[A-Za-z0-9.-]+$")
+                         "^[A-Za-z0-9][A-Za-z0-9.-]*$")
     r.execute(d)
     assert r.wait_idle(5)
     assert lab.fake.calls("run") == [] and lab.messages(1) == []

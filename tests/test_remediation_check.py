@@ -26,7 +26,7 @@ domain = "linux"
 category = "{category}"
 project = "ops"
 job_id = "{job}"
-options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
+options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }}
 """
 
 

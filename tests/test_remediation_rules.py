@@ -32,8 +32,8 @@ category = "service-failed"
 project = "ops"
 job_id = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
 job_name = "Restart service"
-options.unit = { value = "{unit}", allow = '^[A-Za-z0-9@_.-]+\\.service$' }
-options.host = { value = "{host}", allow = '^[A-Za-z0-9.-]+$' }
+options.unit = { value = "{unit}", allow = '^[A-Za-z0-9][A-Za-z0-9@_.-]*\\.service$' }
+options.host = { value = "{host}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }
 """
 
 
@@ -84,12 +84,12 @@ def test_injection_from_a_log_line_is_refused(tmp_path: Path, catalog: Catalog) 
     rule = rules.find(p, c)
     assert rule is not None
     assert rule.render(p, c) == ((), None,
-                                 "option 'host' value 'web1; rm -rf /' does not match ^[A-Za-z0-9.-]+$")
+                                 "option 'host' value 'web1; rm -rf /' does not match ^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 
 def test_allow_must_match_in_full_and_control_characters_never_pass(tmp_path: Path,
                                                                    catalog: Catalog) -> None:
-    text = GOOD.replace("'^[A-Za-z0-9.-]+$'", "'[a-z0-9]+'")  # not anchored: still a full match
+    text = GOOD.replace("'^[A-Za-z0-9][A-Za-z0-9.-]*$'", "'[a-z0-9]+'")  # not anchored: still a full match
     rules = load(tmp_path, text, catalog)
     c = classified(catalog, UNIT_FAILED)
     for host, ok in (("web1", True), ("web1.example", False), ("WEB1", False)):
@@ -102,7 +102,7 @@ def test_allow_must_match_in_full_and_control_characters_never_pass(tmp_path: Pa
 
 
 def test_event_fields_tags_items_and_optional_values(tmp_path: Path, catalog: Catalog) -> None:
-    text = GOOD.replace("options.host", """options.sev = { value = "{severity}/{eventid}/{category}", allow = '^[a-z/0-9-]+$' }
+    text = GOOD.replace("options.host", """options.sev = { value = "{severity}/{eventid}/{category}", allow = '^[a-z][a-z/0-9-]*$' }
 options.env = { value = "{tag:env}", allow = '^[a-z]+$' }
 options.path = { value = "{item:vfs.fs}", allow = '^/[a-z/]*$', optional = true }
 options.unit2 = { value = "{group:unit}", allow = '^[a-z.]+$' }
@@ -135,11 +135,11 @@ MISTAKES = [
     ('domain = "linux"\ncategory', 'domain = "windows"\ncategory', "unknown domain 'windows'", 9),
     ('category = "service-failed"', 'category = "service-down"',
      "no pattern of linux has category 'service-down' (categories: disk-full, service-failed)", 10),
-    ("value = \"{unit}\", allow = '^[A-Za-z0-9@_.-]+\\.service$'", 'value = "{unit}"',
+    ("value = \"{unit}\", allow = '^[A-Za-z0-9][A-Za-z0-9@_.-]*\\.service$'", 'value = "{unit}"',
      "options.unit.allow: required key is missing", 14),
-    ("allow = '^[A-Za-z0-9.-]+$'", "allow = '^[A-Za-z0-9.-+$'", "option 'host': allow: invalid regex", 15),
-    ("allow = '^[A-Za-z0-9.-]+$'", "allow = '.+'", "accepts shell metacharacters ('a;b'", 15),
-    ("allow = '^[A-Za-z0-9.-]+$'", "allow = '^[A-Za-z0-9 ;.-]+$'", "accepts shell metacharacters", 15),
+    ("allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$'", "allow = '^[A-Za-z0-9.-+$'", "option 'host': allow: invalid regex", 15),
+    ("allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$'", "allow = '.+'", "accepts shell metacharacters (\"'a\"", 15),
+    ("allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$'", "allow = '^[A-Za-z0-9 ;.-]+$'", "accepts shell metacharacters", 15),
     ('value = "{host}"', 'value = "{hostname}"', "unknown placeholder {hostname}", 15),
     ('value = "{host}"', 'value = "{tag:}"', "{tag:}: name the tag", 15),
     ('value = "{host}"', 'value = "{host"', "unbalanced '{'", 15),

@@ -11,10 +11,19 @@ Every detector is an RE2 pattern (the text may be 1 MB and crafted), run once
 over the text. Detectors prefer missing an odd-looking secret over mangling
 ordinary log text. The output is a fixed point: redacting it again changes
 nothing, so callers need not track what was already redacted.
+
+Log text is hostile as well as careless, so the detectors also see through the
+ways a key or value gets disguised or wrapped: zero-width characters inside a
+key (removed, wherever they follow a letter or digit: they are invisible and
+only serve to hide a word), full-width and percent- or HTML-encoded separators
+(``＝``, ``%3D``, ``&#61;``), a value on the line after its key, a PEM header
+broken over two lines, a URL password holding ``/``, ``?`` or ``#``, and a
+token standing alone as a URL's user.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -24,18 +33,38 @@ REDACTED = "<redacted>"
 
 # Key names whose value is a secret. The key must *end* in one of these, so
 # ``auth_mode``, ``token_count`` or ``secretName`` are left alone.
-_CORE = (r"(?:pass(?:word|wd|phrase)|secret|token|auth|api[_-]?key"
+_CORE = (r"(?:pass(?:word|wd|phrase)|secret|token|auth|api[ _-]?key|credentials?"
          r"|(?:access|secret|private|account|encryption|signing|master)[_-]?key)")
 # ``pass`` and ``pwd`` alone are too common inside words (``bypass``): only as a
-# whole word or after a separator (``db_pass``, ``Pwd=`` in ODBC strings).
-_KEY = rf"(?:[A-Za-z0-9_.-]*{_CORE}|\b(?:[A-Za-z0-9_.-]*[_.-])?(?:pass|pwd))"
+# whole word or after a separator (``db_pass``, ``Pwd=`` in ODBC strings), or sshpass's.
+_KEY = rf"(?:[A-Za-z0-9_.-]*{_CORE}|\b(?:[A-Za-z0-9_.-]*[_.-])?(?:ssh)?(?:pass|pwd))"
 # Bare keys that also start ordinary prose ("failed to fetch token: ...",
 # "passwd: files"): with an unquoted ``key: value`` they need a secret-looking value.
-_WEAK = frozenset({"token", "auth", "secret", "passwd", "pass", "pwd"})
-# A value: double-quoted, single-quoted, JSON-escaped quoted, or a bare word
-# that ends at whitespace, a quote or a list/URL/struct delimiter.
-_VALUE = (r"""(?:"(?P<dq>(?:[^"\\\r\n]|\\.)*)"|'(?P<sq>[^'\r\n]*)'"""
-          r"""|\\"(?P<eq>[^"\\\r\n]*)\\"|(?P<u>[^\s"'&;,)\]}]+))""")
+_WEAK = frozenset({"token", "auth", "secret", "passwd", "pass", "pwd", "credential", "credentials",
+                   "api key"})
+# = and : as written, full-width, percent-encoded or as HTML entities.
+_SEP = r"(?P<sep>=>|:=|[:=＝：]|%3[dDaA]|&#0*(?:61|58);|&#[xX]0*3[dDaA];|&(?:equals|colon);)"
+_COLONS = frozenset({":", "：", "%3a", "&#58;", "&#x3a;", "&colon;"})
+# A value: double-quoted, single-quoted, JSON-escaped quoted, or a bare word that ends at
+# whitespace, a quote or a list/URL/struct delimiter. ``&`` and ``;`` end it only where a
+# new ``key=`` follows (``?password=x&next=/``, ``Pwd=x;Encrypt=yes``): ``password=ab&cd;ef``
+# is one value. The character after a bare word is matched (and kept), since RE2 cannot look ahead.
+# A part after & or ; holds no separator and no marker: were it to run into a value that a
+# later match masks, the next pass would see it end differently (redaction is a fixed point).
+_QUOTED = (r""""(?P<dq>(?:[^"\\\r\n]|\\.)*)"|'(?P<sq>[^'\r\n]*)'"""
+           r'|\\"(?P<eq>[^"\\\r\n]*)\\"')
+_END = r"""(?:[\s"'&;,)\]}]|$)"""
+_WRAP = r"[ \t]*\r?\n[ \t]*"  # a line break, with the spaces around it
+_PLAIN = r"""[^\s"'&;,)\]}]"""
+# (a bare word starting with { or [ followed by a quote or space is a structure, not a value)
+_VALUE = (rf"""(?:{_QUOTED}|(?P<u>(?:[^\s"'&;,)\]}}{{\[]|[{{\[][^\s"'&;,)\]}}{{\[]){_PLAIN}*"""
+          rf"""(?:[&;][^\s"'&;,)\]}}=＝:：<>]+)*){_END})""")
+# A value on the line after its key: quoted after any separator (``"password":\n "x"``), or
+# after ``=`` one plain word that is not itself a key nor an option nor a placeholder. After
+# a bare ``key:`` the next line is YAML nesting or the next line of a message, not a value.
+_EQ = r"(?:=>|:=|[=＝]|%3[dD]|&#0*61;|&#[xX]0*3[dD];|&equals;)"
+_NEXT_LINE_VALUE = (rf"""(?:{_SEP}{_WRAP}(?:{_QUOTED})"""
+                    rf"""|{_EQ}{_WRAP}(?P<u>[^\s"'&;,)\]}}=:<>-][^\s"'&;,)\]}}=:<>]*){_END})""")
 _VALUE_GROUPS = ("dq", "sq", "eq", "u")
 _HEADER_SCHEMES = r"(?:bearer|basic|token|digest|negotiate|ntlm|apikey|api-key|sso-key|dpop|key)"
 _PREFIXED_TOKENS = "|".join((
@@ -54,7 +83,8 @@ _PREFIXED_TOKENS = "|".join((
 # keys. Both branches stop at the first character outside it, so a text of many
 # BEGIN lines without END costs one scan, not one scan per line.
 _PEM_BODY = r"[A-Za-z0-9+/=\s\\:,.-]"
-_PEM_FOOTER = r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+_PEM_FOOTER = r"-----END[A-Z0-9\s]*PRIVATE\s+KEY(?:\s+BLOCK)?-----"
+_AT_HOST = r"@[A-Za-z0-9\[]"  # the @ that ends a URL's credentials, and the host's first character
 
 _Keep = Callable[[Any, str], bool]  # (match, masked value) -> leave it alone?
 
@@ -66,20 +96,41 @@ def _not_a_secret(m: Any, value: str) -> bool:
         return True  # scheme://user:pass@ is a URL's user, masked by url-credentials
     if key == "pwd" and value[:1] in ("/", "~"):
         return True  # sudo's PWD=/home/user is a directory
-    if key not in _WEAK or m.group("sep") != ":" or m.group("kq") or m.group("u") is None:
+    if key not in _WEAK or (m.group("sep") or "").lower() not in _COLONS or m.group("kq") or m.group("u") is None:
         return False
     return value.isalpha() and len(value) < 16
 
 
+_PORT = compile_regex(r"\d{1,5}[/?#]", case_sensitive=True)
+
+
+def _a_port(m: Any, value: str) -> bool:
+    """``https://host:8443/a?mail=x@y`` has a port and a path, not a password."""
+    return _PORT.match(value) is not None
+
+
+def _not_a_token(m: Any, value: str) -> bool:
+    """A URL's user alone (``https://oauth2@``, ``ssh://git@``) is a name, unless it looks
+    generated: three of upper, lower and digit, or 32 characters of two of them."""
+    kinds = sum((any(c.isupper() for c in value), any(c.islower() for c in value),
+                 any(c.isdigit() for c in value)))
+    return not (kinds == 3 or (kinds == 2 and len(value) >= 32))
+
+
 _DETECTORS: tuple[tuple[str, str, tuple[str, ...], _Keep | None], ...] = (
     # (name, pattern, groups to mask (none: the whole match), exception)
-    ("pem", rf"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    ("pem", rf"-----BEGIN\s+(?:[A-Z0-9]+\s+)*PRIVATE\s+KEY(?:\s+BLOCK)?-----"
             rf"(?:(?P<b>{_PEM_BODY}*?){_PEM_FOOTER}|(?P<t>{_PEM_BODY}*))", ("b", "t"), None),
     ("authorization", rf"(?i)\b(?:proxy-)?authorization\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?"
-                      rf"(?:{_HEADER_SCHEMES}[ \t]+(?P<s>[^\s\"'\\,;]+)|(?P<t>[^\s\"'\\,;]{{8,}}))",
+                      rf"(?:{_HEADER_SCHEMES}(?:[ \t]+|{_WRAP})(?P<s>[^\s\"'\\,;]+)|(?P<t>[^\s\"'\\,;]{{8,}}))",
      ("s", "t"), None),
     ("cookie", r"""(?i)\b(?:set-)?cookie\\?["']?[ \t]*:[ \t]*\\?["']?(?P<s>[^\r\n"'\\]+)""", ("s",), None),
-    ("url-credentials", r"""(?i)\b[a-z][a-z0-9+.-]*://[^\s:/?#@"'<>]*:(?P<s>[^\s/?#"']*)@""", ("s",), None),
+    # The password runs to the last ``@host`` of the URL: it may hold / ? # and even @
+    # (``p@ss@db``); an @ later in the path is masked with it (more is better than less).
+    ("url-credentials", rf"""(?i)\b[a-z][a-z0-9+.-]*://[^\s:/?#@"'<>]*:(?P<s>[^\s"']*){_AT_HOST}""",
+     ("s",), _a_port),
+    ("url-user-token", rf"""(?i)\b[a-z][a-z0-9+.-]*://(?P<s>[A-Za-z0-9._~%+-]{{16,}}){_AT_HOST}""",
+     ("s",), _not_a_token),
     ("webhook", r"""(?i)\bhttps://(?:hooks\.slack\.com/(?:services|workflows|triggers)/"""
                 r"""|[a-z0-9.-]+\.webhook\.office\.com/webhookb2/|discord(?:app)?\.com/api/webhooks/"""
                 r"""|[a-z0-9.-]+\.logic\.azure\.com(?::\d+)?/workflows/)(?P<s>[^\s"'<>]+)""", ("s",), None),
@@ -87,18 +138,29 @@ _DETECTORS: tuple[tuple[str, str, tuple[str, ...], _Keep | None], ...] = (
                   r"""|x-goog-credential|key|code|access_token|id_token|refresh_token)=(?P<s>[^&\s#"']+)""",
      ("s",), None),
     ("xml", rf"(?i)<(?P<k>{_KEY})>(?P<s>[^<]+)</", ("s",), None),
-    ("key-value", rf"(?i)(?P<k>{_KEY})(?P<kq>\\?[\"'])?[ \t]*(?P<sep>=>|:=|[:=])[ \t]*{_VALUE}",
+    ("key-value", rf"(?i)(?P<k>{_KEY})(?P<kq>\\?[\"'])?[ \t]*{_SEP}[ \t]*{_VALUE}",
+     _VALUE_GROUPS, _not_a_secret),
+    ("key-value-wrapped", rf"(?i)(?P<k>{_KEY})(?P<kq>\\?[\"'])?[ \t]*{_NEXT_LINE_VALUE}",
      _VALUE_GROUPS, _not_a_secret),
     ("cli-flag", rf"(?i)(?:^|[ \t])--?[A-Za-z0-9-]*(?:password|passwd|token|secret|api-?key"
                  rf"|access-key|secret-key)[ \t]+{_VALUE}", _VALUE_GROUPS, None),
     ("mysql-p", r"""(?i:\bmysql(?:dump|admin|import|check|slap)?\b)[^\r\n]*?[ \t]-p"""
                 r"""(?:'(?P<sq>[^'\r\n]*)'|"(?P<dq>[^"\r\n]*)"|(?P<u>[^\s'"-]\S*))""", ("sq", "dq", "u"), None),
-    ("bearer", r"(?i)\bbearer[ \t]+(?P<s>[A-Za-z0-9._~+/=-]{20,})", ("s",), None),
+    # sshpass -p takes the password as its own argument or glued on; options may come first.
+    ("sshpass-p", r"""(?i:\bsshpass)[ \t]+(?:-[A-Za-oq-z]\S*[ \t]+)*-p[ \t]*"""
+                  r"""(?:'(?P<sq>[^'\r\n]*)'|"(?P<dq>[^"\r\n]*)"|(?P<u>[^\s'"]\S*))""", ("sq", "dq", "u"), None),
+    ("bearer", rf"(?i)\bbearer(?:[ \t]+|{_WRAP})(?P<s>[A-Za-z0-9._~+/=-]{{20,}})", ("s",), None),
     ("token", _PREFIXED_TOKENS, (), None),
 )
 
 # Keys whose whole value is secret in structured data (dict keys, structlog fields).
 _SECRET_FIELD = compile_regex(rf"{_KEY}|[A-Za-z0-9_.-]*(?:authorization|cookie|credentials?)")
+# Invisible characters right after a letter or digit: ``pass\u200bword=`` reads as
+# ``password=`` to a person and to nothing else. Removed before the detectors run. (The
+# standard library's re: no nesting, so linear; its C-level sub is 10x the binding's.)
+_INVISIBLE_CHARS = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
+_INVISIBLE = re.compile(f"([A-Za-z0-9_])[{_INVISIBLE_CHARS}]+")
+_INVISIBLE_SET = frozenset(_INVISIBLE_CHARS)
 
 
 def _already_masked(value: str) -> bool:
@@ -170,6 +232,8 @@ class Redactor:
         self._detectors = tuple(detectors)
 
     def __call__(self, text: str) -> str:
+        if not text.isascii() and not _INVISIBLE_SET.isdisjoint(text):
+            text = _INVISIBLE.sub(r"\1", text)
         for detector in self._detectors:
             text = detector(text)
         return text
@@ -193,9 +257,28 @@ class Redactor:
 
     def redact_field(self, key: Any, value: Any) -> Any:
         """Redact one field: whole if its key looks secret, else like :meth:`redact_value`."""
-        if isinstance(key, str) and isinstance(value, str) and value and _SECRET_FIELD.fullmatch(key):
-            return value if _already_masked(value) else REDACTED
-        return self.redact_value(value)
+        return self.redact_value(mask_secret_field(key, value))
+
+
+def mask_secret_field(key: Any, value: Any) -> Any:
+    """``value`` masked whole when ``key`` looks secret (``password``, ``api_key``...), at any
+    depth: a Zabbix tag ``password`` holds a list of values, an ``api_key`` may be a number."""
+    if isinstance(key, str) and _SECRET_FIELD.fullmatch(key):
+        return _mask_all(value)
+    return value
+
+
+def _mask_all(value: Any) -> Any:
+    """Strings, numbers and lists of them; a mapping names its own keys (``auth: {user: bob}``)."""
+    if isinstance(value, str):
+        return value if not value or _already_masked(value) else REDACTED
+    if isinstance(value, list):
+        return [_mask_all(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_mask_all(v) for v in value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return REDACTED
+    return value
 
 
 _Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]

@@ -3,7 +3,8 @@
 * :func:`problem` builds a :class:`~hefestus.values.Problem` with sane defaults.
 * :class:`FakeZabbix` implements the pipeline's ports in memory, including
   Zabbix's quirks that matter for exactly-once: ids that become visible late,
-  outages, and messages that stick to events.
+  outages, and messages that stick to events, each with its author (only
+  Hefestus's own user's marker counts; anyone can type "[Hefestus]").
 
 The lab for a real Zabbix, the fake servers and the other test helpers live in
 ``tests/support/``: they are not shipped.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hefestus.errors import ZabbixRejected, ZabbixUnavailable
-from hefestus.values import EventFilter, ItemValue, Problem, Severity
+from hefestus.values import Ack, EventFilter, ItemValue, Problem, Severity
 
 
 def problem(eventid: int = 1, name: str = "Problem", *, text: str = "", host: str = "host-1",
@@ -30,10 +31,17 @@ def problem(eventid: int = 1, name: str = "Problem", *, text: str = "", host: st
 
 @dataclass
 class FakeZabbix:
-    """In-memory Zabbix: ``visible`` events are what event.get returns right now."""
+    """In-memory Zabbix: ``visible`` events are what event.get returns right now.
+
+    ``acks`` holds what Hefestus (user ``userid``) wrote; ``comments`` what other users
+    wrote, as (userid, message); ``hefestus_users`` are other Hefestus instances.
+    """
 
     visible: dict[int, Problem] = field(default_factory=dict)
     acks: dict[int, list[str]] = field(default_factory=dict)
+    comments: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    userid: str = "90"
+    hefestus_users: frozenset[str] = frozenset()
     calls: list[tuple[str, Any]] = field(default_factory=list)
     down: bool = False
     refuse: set[int] = field(default_factory=set)
@@ -49,8 +57,14 @@ class FakeZabbix:
         if self.down:
             raise ZabbixUnavailable(f"{method}: cannot connect (fake outage)")
 
+    def comment(self, eventid: int, message: str, *, userid: str = "7") -> None:
+        """Someone else (an operator, by default) writes a message on the event."""
+        self.comments.setdefault(eventid, []).append((userid, message))
+
     def _view(self, p: Problem) -> Problem:
-        return replace(p, ack_messages=tuple(self.acks.get(p.eventid, [])))
+        ours = {self.userid, *self.hefestus_users}
+        written = [(self.userid, m) for m in self.acks.get(p.eventid, [])]
+        return replace(p, acks=tuple(Ack(u, m, u in ours) for u, m in self.comments.get(p.eventid, []) + written))
 
     def group_ids(self, names: Sequence[str]) -> tuple[str, ...]:
         self._check("group_ids", tuple(names))

@@ -69,6 +69,17 @@ class ItemValue:
 
 
 @dataclass(frozen=True, slots=True)
+class Ack:
+    """One message already on an event (acknowledgement or comment), and whose it is."""
+
+    userid: str
+    message: str
+    #: Written by Hefestus's own Zabbix user (or one configured as another Hefestus): only
+    #: such a message is Hefestus's marker. Anyone may write "[Hefestus]" in a comment.
+    by_hefestus: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     """One Zabbix problem event, as Hefestus sees it."""
 
@@ -86,7 +97,7 @@ class Problem:
     suppressed: bool = False
     acknowledged: bool = False
     #: Messages already attached to the event (used to spot Hefestus's marker).
-    ack_messages: tuple[str, ...] = ()
+    acks: tuple[Ack, ...] = ()
 
     def __post_init__(self) -> None:
         # Text from logs can hold bytes that are not UTF-8 (lone surrogates after a lenient
@@ -142,6 +153,8 @@ class Classification:
     #: Why this domain was chosen: the routing rule's name, or "best match".
     routed_by: str = ""
     groups: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    #: What operators must know about this text's advice: a captured value withheld from it.
+    note: str = ""
 
     @property
     def classified(self) -> bool:
@@ -216,14 +229,32 @@ class Suggestion:
     note: str = ""
     cached: bool = False
     fingerprint: str = ""
+    #: Reason codes of the model answers the gate refused for this event, one per refused
+    #: answer in the order they came (codes: ``hefestus.analysis.gate.REJECT_REASONS``).
+    #: Empty when the model was not asked, failed outright, or its answer passed. A
+    #: suggestion with rejections carries the pattern's advice (or the triage steps).
+    rejected: tuple[str, ...] = ()
 
     @classmethod
-    def from_pattern(cls, c: Classification, *, note: str = "", fingerprint: str = "") -> Suggestion:
-        return cls(c, c.cause, c.solutions, c.confidence, c.source, note=note, fingerprint=fingerprint)
+    def from_pattern(cls, c: Classification, *, note: str = "", fingerprint: str = "",
+                     rejected: tuple[str, ...] = ()) -> Suggestion:
+        note = " ".join(n for n in (note, c.note) if n)  # the pattern's note travels with its steps
+        return cls(c, c.cause, c.solutions, c.confidence, c.source, note=note, fingerprint=fingerprint,
+                   rejected=rejected)
 
     @property
     def from_model(self) -> bool:
         return self.model is not None
+
+    @property
+    def verified_confidence(self) -> float | None:
+        """A confidence fit to show as a number, or None.
+
+        A pattern's confidence is set by whoever wrote and tested the pattern; a model's
+        number is its own guess about itself (SmolLM2 said 90% for "error_message") and is
+        not shown: ``confidence`` keeps it for logs and the API, uncalibrated.
+        """
+        return None if self.from_model else self.confidence
 
 
 @dataclass(frozen=True, slots=True)

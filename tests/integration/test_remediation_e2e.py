@@ -35,8 +35,8 @@ category = "service-failed"
 project = "ops"
 job_id = "{RESTART}"
 job_name = "Restart service"
-options.unit = {{ value = "{{unit}}", allow = '^[A-Za-z0-9@_.:-]+\\.service$' }}
-options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
+options.unit = {{ value = "{{unit}}", allow = '^[A-Za-z0-9][A-Za-z0-9@_.:-]*\\.service$' }}
+options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }}
 recovery_window = 3
 
 [[remediation]]
@@ -46,7 +46,7 @@ category = "disk-full"
 project = "ops"
 job_id = "{CLEAN}"
 job_name = "Clean disk"
-options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9.-]+$' }}
+options.host = {{ value = "{{host}}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }}
 recovery_window = 60
 """
 

@@ -175,7 +175,7 @@ category = "too-many-connections"
 project = "db"
 job_id = "{pool}"
 job_name = "Restart pooler"
-options.service = {{ value = "{{tag:service}}", allow = '^[a-z0-9-]{{1,60}}$' }}
+options.service = {{ value = "{{tag:service}}", allow = '^[a-z0-9][a-z0-9-]{{0,59}}$' }}
 ''')
         env = {**os.environ, "HEFESTUS_CONFIG": str(cfg)}
         once = [sys.executable, "-m", "hefestus", "run", "--once"]

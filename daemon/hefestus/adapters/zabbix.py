@@ -12,14 +12,18 @@ What it owns, so nothing else has to know:
   auth in the body (< 6.4) or a Bearer header, which pyzabbix picks from the
   detected version;
 * raw dicts -> frozen :class:`~hefestus.values.Problem`, with the full item
-  values, since ``opdata`` is cut to 20 characters per macro.
+  values, since ``opdata`` is cut to 20 characters per macro;
+* who Hefestus is: its own user id, learned once after login, when the first
+  events arrive (``user.checkAuthentication``, for a session or an API token alike), so only
+  messages written by that user (or by ``hefestus_users``, other instances)
+  count as Hefestus's marker: any user can type "[Hefestus]" in a comment.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -31,7 +35,7 @@ from tenacity import Retrying
 from hefestus.adapters.retry import retrying
 from hefestus.config import ZabbixSettings
 from hefestus.errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
-from hefestus.values import EventFilter, ItemValue, Problem, Severity
+from hefestus.values import Ack, EventFilter, ItemValue, Problem, Severity
 
 # pyzabbix logs whole request payloads (passwords included) at DEBUG: never let it.
 logging.getLogger("pyzabbix").setLevel(logging.WARNING)
@@ -51,8 +55,12 @@ class ZabbixClient:
     """One authenticated connection to one Zabbix API."""
 
     def __init__(self, settings: ZabbixSettings, *, session: requests.Session | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, hefestus_users: Collection[str] = ()) -> None:
         self._settings = settings
+        #: Zabbix user ids of other Hefestus instances writing on the same events: their
+        #: messages are markers too (``[zabbix] hefestus_users``).
+        self._also_hefestus = frozenset(str(u) for u in hefestus_users)
+        self.userid: str | None = None  # Hefestus's own Zabbix user, learned once (hefestus_userids)
         self._session = session or requests.Session()
         self._session.verify = settings.verify_tls
         self._api = ZabbixAPI(settings.url, session=self._session, timeout=settings.timeout,
@@ -106,6 +114,12 @@ class ZabbixClient:
         self._logged_in = True
         log.info("connected to zabbix", url=s.url, version=str(self.version),
                  auth_mode="token" if s.token else "user")
+
+    def _whoami_params(self) -> dict[str, str]:
+        """``user.checkAuthentication``'s argument: the token, or the session of the login."""
+        if self._settings.token is not None:
+            return {"token": self._settings.token.get_secret_value()}
+        return {"sessionid": str(self._api.auth)}
 
     def call(self, method: str, *positional: Any, **named: Any) -> Any:
         """Call ``method`` with login, one re-login on an expired session, and retries.
@@ -194,7 +208,7 @@ class ZabbixClient:
         """Problem events with hosts, groups, tags, acknowledgements and item values."""
         params = {**self._base(flt), "output": _EVENT_OUTPUT,
                   "selectHosts": ["hostid", "host", "name"], "selectTags": ["tag", "value"],
-                  self._acks_param: ["message"]}
+                  self._acks_param: ["userid", "message"]}
         if eventids is not None:
             if not eventids:
                 return []
@@ -208,7 +222,19 @@ class ZabbixClient:
             return []
         groups = self._host_groups({h["hostid"] for r in rows for h in r.get("hosts", [])})
         items = self._item_values(rows)
-        return [_problem(r, groups, items.get(r["eventid"], ())) for r in rows]
+        ours = self.hefestus_userids()
+        return [_problem(r, groups, items.get(r["eventid"], ()), ours) for r in rows]
+
+    def hefestus_userids(self) -> frozenset[str]:
+        """Whose messages are Hefestus's: its own user (asked once), plus ``hefestus_users``."""
+        if self.userid is None:  # the user behind a session or a token does not change
+            if not self._logged_in:
+                self._login()
+            me = self.call("user.checkAuthentication", **self._whoami_params())
+            if not isinstance(me, dict) or not me.get("userid"):
+                raise ZabbixRejected("user.checkAuthentication: the answer names no userid")
+            self.userid = str(me["userid"])
+        return self._also_hefestus | {self.userid}
 
     def _host_groups(self, hostids: Iterable[str]) -> dict[str, tuple[str, ...]]:
         ids = sorted(set(hostids))
@@ -283,12 +309,9 @@ class ZabbixClient:
 
         ``None`` for a right means "could not tell" (role rules unreadable).
         """
-        if self._settings.token is not None:
-            me = self.call("user.checkAuthentication", token=self._settings.token.get_secret_value())
-        else:
-            if not self._logged_in:
-                self._login()
-            me = self.call("user.checkAuthentication", sessionid=self._api.auth)
+        if not self._logged_in:
+            self._login()
+        me = self.call("user.checkAuthentication", **self._whoami_params())
         out: dict[str, Any] = {"user": me.get("username") or me.get("alias", "?"),
                                "type": int(me.get("type", 0)), "comment": None, "acknowledge": None}
         try:
@@ -324,7 +347,7 @@ def _translate_api(method: str, exc: ZabbixAPIException) -> Exception:
 
 
 def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
-             items: tuple[ItemValue, ...]) -> Problem:
+             items: tuple[ItemValue, ...], ours: Collection[str]) -> Problem:
     hosts = row.get("hosts", [])
     host_groups = sorted({g for h in hosts for g in groups.get(h["hostid"], ())})
     acks = row.get("acknowledges", [])
@@ -336,5 +359,6 @@ def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
         opdata=row.get("opdata", "") or "", items=items, triggerid=int(row.get("objectid", 0)),
         resolved=str(row.get("r_eventid", "0")) != "0", suppressed=str(row.get("suppressed", "0")) == "1",
         acknowledged=str(row.get("acknowledged", "0")) == "1",
-        ack_messages=tuple(a.get("message", "") for a in acks),
+        acks=tuple(Ack(str(a.get("userid", "")), a.get("message", ""), str(a.get("userid", "")) in ours)
+                   for a in acks),
     )

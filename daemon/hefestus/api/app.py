@@ -38,7 +38,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.exceptions import HTTPException
 
 from hefestus import __version__
-from hefestus.api.middleware import Guard, Observe, http_metrics
+from hefestus.api.middleware import BODY_DEADLINE, Guard, Observe, http_metrics
 from hefestus.api.middleware import json_response as _json
 from hefestus.api.models import (
     ApiError,
@@ -103,7 +103,8 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(service: ApiService, settings: ApiSettings, *,
-               metrics: CollectorRegistry | None = None) -> FastAPI:
+               metrics: CollectorRegistry | None = None,
+               body_deadline: float = BODY_DEADLINE) -> FastAPI:
     """The ASGI app; ``metrics`` defaults to the module's :data:`registry`."""
     reg = registry if metrics is None else metrics
     if settings.token is None and not settings.loopback:
@@ -139,7 +140,7 @@ def create_app(service: ApiService, settings: ApiSettings, *,
               responses={**_AUTH,
                          400: {"model": InvalidRequest, "description": "The body is not valid JSON."},
                          413: {"model": ApiError, "description": "Body larger than [api] max_body_bytes."},
-                         422: {"model": InvalidRequest, "description": "eventid is missing or not a number."},
+                         422: {"model": InvalidRequest, "description": "eventid is missing or not a positive 64-bit integer."},
                          503: {"model": ApiError, "description": "This Hefestus does not poll "
                                                                  "Zabbix (`hefestus serve`)."}})
     def push(event: Annotated[ZabbixPush, Body()]) -> JSONResponse:
@@ -186,7 +187,8 @@ def create_app(service: ApiService, settings: ApiSettings, *,
     _add_docs(app)
     _add_error_handlers(app)
     app.add_middleware(Guard, token=settings.token.get_secret_value() if settings.token else None,
-                       public=_public_paths(settings), max_body=settings.max_body_bytes)
+                       public=_public_paths(settings), max_body=settings.max_body_bytes,
+                       body_deadline=body_deadline)
     app.add_middleware(Observe, metrics=http_metrics(reg))
     return app
 

@@ -4,6 +4,9 @@ and the last known health of each dependency.
 Probes call ``readiness`` every few seconds, so it answers from remembered
 state: the outcome of the last Zabbix poll, and a model check cached for
 :data:`MODEL_CHECK_TTL` seconds (it calls ``/api/tags``).
+
+Every answer is redacted like everything else that leaves the process (the CLI,
+Zabbix, chat): an error text posted by a CI job is as full of tokens as a log.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from hefestus.analysis.analyzer import Analyzer
 from hefestus.classify.knowledge import Knowledge
@@ -50,14 +54,27 @@ def problem_from_text(error_details: str, context: str = "") -> Problem:
                    items=tuple(items))
 
 
+def redacted(s: Suggestion, redact: Callable[[str], str]) -> Suggestion:
+    """``s`` with every text a reader gets (cause, steps, note, excerpt, captured values)
+    passed through ``redact``: field by field, before anything serialises it."""
+    c = s.classification
+    clean = replace(c, matched_text=redact(c.matched_text), cause=redact(c.cause), note=redact(c.note),
+                    solutions=tuple(redact(x) for x in c.solutions),
+                    groups={k: redact(v) for k, v in c.groups.items()})
+    return replace(s, classification=clean, cause=redact(s.cause), steps=tuple(redact(x) for x in s.steps),
+                   note=redact(s.note))
+
+
 class ApiBackend:
     """:class:`hefestus.api.app.ApiService` over the running daemon's parts."""
 
     def __init__(self, knowledge: Callable[[], Knowledge], analyzer: Analyzer, health: HealthBoard, *,
+                 redact: Callable[[str], str],
                  model_check: Callable[[], tuple[bool, str]] | None = None,
                  wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._knowledge = knowledge
+        self._redact = redact
         self._analyzer = analyzer
         self._health = health
         self._model_check = model_check
@@ -70,7 +87,7 @@ class ApiBackend:
 
     def analyze(self, domain: str, error_details: str, context: str) -> Suggestion:
         c = self._knowledge().analyze(error_details, domain)
-        return self._analyzer.suggest([(problem_from_text(error_details, context), c)])[0]
+        return redacted(self._analyzer.suggest([(problem_from_text(error_details, context), c)])[0], self._redact)
 
     def push(self, eventid: int) -> bool:
         if self._wake is None:

@@ -14,12 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hefestus.values import Suggestion
 
 #: The seed's success message; CI scripts may compare it verbatim.
 SEED_MESSAGE = "Resolution retrieved successfully"
+#: The largest event id accepted: 2**53 - 1, a positive 64-bit integer that every JSON reader
+#: holds exactly (the webhook is JavaScript; JSON Schema tools compare as doubles, and near
+#: 2**63 every integer within 1,024 rounds to the same double, so a bound there is fuzzy).
+#: Zabbix allocates event ids from 1 upwards: real ones are many orders of magnitude below.
+MAX_EVENTID = 2**53 - 1
 
 
 # -- request ------------------------------------------------------------------------------
@@ -46,8 +51,24 @@ class ZabbixPush(BaseModel):
         {"eventid": "4521", "event_value": "1", "trigger_id": "23110", "host": "web-1",
          "severity": "High", "name": "nginx is down"}]})
 
-    eventid: int = Field(gt=0, description="{EVENT.ID} of the problem.")
+    eventid: int = Field(gt=0, le=MAX_EVENTID,
+                         description="{EVENT.ID} of the problem: a positive 64-bit integer, "
+                                     "as a JSON number or a string of digits.")
     event_value: str = Field(default="1", description="{EVENT.VALUE}: 1 problem, 0 recovery.")
+
+    @field_validator("eventid", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        """An integer (``4521.0`` is one, for JSON Schema) or a string of digits, and nothing
+        else: pydantic alone would read ``true`` as 1, so a broken webhook would wake the
+        poller with a made-up id."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError("must be a positive integer (a JSON number or a string of digits)")
 
 
 class Queued(BaseModel):

@@ -78,7 +78,7 @@ class App:
 
     def backend(self, wake: Callable[[], None] | None = None) -> ApiBackend:
         return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check,
-                          wake=wake)
+                          wake=wake, redact=Redactor(self.settings.redaction.patterns))
 
     def model_check(self) -> tuple[bool, str]:
         if not self.analyzer.enabled:
@@ -100,7 +100,7 @@ def build_rundeck(settings: Settings) -> RundeckClient | None:
 
 
 def build_zabbix(settings: Settings) -> ZabbixClient:
-    return ZabbixClient(settings.zabbix)
+    return ZabbixClient(settings.zabbix, hefestus_users=settings.zabbix.hefestus_users)
 
 
 def open_store(settings: Settings) -> State:

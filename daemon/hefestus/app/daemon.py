@@ -1,16 +1,22 @@
 """The daemon's life cycle: an APScheduler interval job that never overlaps itself,
 the API beside it, a reload of rules and patterns on SIGHUP that keeps the last good
 set when the new one is broken, systemd notifications, and a graceful stop on
-SIGTERM/SIGINT that lets the running cycle finish its write."""
+SIGTERM/SIGINT that lets the running cycle finish its write. Pushes from the Zabbix
+webhook wake the poller through :class:`Wakeups`, which coalesces them."""
 
 from __future__ import annotations
 
+import math
 import signal
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +29,58 @@ from hefestus.errors import HefestusError, StateError, ZabbixUnavailable
 from hefestus.pipeline.plan import CycleReport
 
 log = structlog.get_logger("hefestus")
+
+#: Seconds from the end of one poll to a poll a push asks for (capped by poll_interval).
+PUSH_MIN_GAP = 2.0
+
+
+class Wakeups:
+    """Push wake-ups, coalesced: at most one poll pending, starting at least ``gap`` seconds
+    after the previous poll ended.
+
+    An outage raises hundreds of problems at once, and each sends a webhook; one poll per
+    push meant 586 extra ``event.get`` calls for 1,000 pushes, and hundreds of APScheduler
+    "maximum number of running instances" warnings. Now a wake-up while a poll is pending
+    is dropped (that poll will fetch the event), and one while a poll runs is kept for when
+    it ends (the running poll may have fetched before the event existed). The poll job
+    reports :meth:`started` and :meth:`finished`. Nothing is ever scheduled for "now" while
+    a poll runs, so the scheduler never has to refuse a second instance.
+    """
+
+    def __init__(self, schedule: Callable[[float], None], *, gap: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._schedule, self._gap, self._clock = schedule, gap, clock
+        self._lock = threading.Lock()
+        self._pending = self._running = False
+        self._ended = -math.inf
+        #: Wake-ups that found a poll already pending (for tests and the log).
+        self.coalesced = 0
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._pending:
+                self.coalesced += 1
+                return
+            self._pending = True
+            if self._running:
+                return
+            delay = self._delay()
+        self._schedule(delay)
+
+    def started(self) -> None:
+        with self._lock:
+            self._pending, self._running = False, True
+
+    def finished(self) -> None:
+        with self._lock:
+            self._running, self._ended = False, self._clock()
+            if not self._pending:
+                return
+            delay = self._delay()
+        self._schedule(delay)
+
+    def _delay(self) -> float:
+        return max(0.0, self._ended + self._gap - self._clock())
 
 
 def run_cycle(app: App, *, dry_run: bool = False) -> CycleReport | None:
@@ -57,7 +115,16 @@ def serve_forever(app: App) -> int:
     status = {"code": 0}
     systemd = Systemd()
 
+    def reschedule(delay: float) -> None:
+        try:
+            scheduler.modify_job("poll", next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        except (JobLookupError, SchedulerNotRunningError):
+            pass  # stopping: the push is caught by the next start's poll
+
+    wakeups = Wakeups(reschedule, gap=min(PUSH_MIN_GAP, settings.intake.poll_interval))
+
     def job() -> None:
+        wakeups.started()
         try:
             report = run_cycle(app)
             systemd.status(f"last poll {datetime.now(UTC):%H:%M:%S} UTC: "
@@ -71,6 +138,7 @@ def serve_forever(app: App) -> int:
             log.error("cycle failed", error=str(exc))
         finally:
             systemd.progress()
+            wakeups.finished()
 
     scheduler.add_job(job, "interval", seconds=settings.intake.poll_interval, id="poll",
                       next_run_time=datetime.now(UTC))
@@ -85,11 +153,8 @@ def serve_forever(app: App) -> int:
     if settings.api.enabled:
         registry = CollectorRegistry()
         registry.register(app.collector())
-        def wake() -> None:
-            """Run the poll job now; with max_instances=1 a running cycle finishes first."""
-            scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
-
-        api_server = serve(create_app(app.backend(wake), settings.api, metrics=registry), settings.api.listen,
+        api_server = serve(create_app(app.backend(wakeups.wake), settings.api, metrics=registry),
+                           settings.api.listen,
                            stop_timeout=settings.api.stop_timeout)
         log.info("api listening", url=api_server.url)
 
@@ -145,10 +210,10 @@ def serve_api(settings: Settings, api: ApiSettings, *, listening: Callable[[str]
     from hefestus.api.app import create_app
     from hefestus.api.server import Server
 
-    knowledge, analyzer, model, _ = build_offline(settings)
+    knowledge, analyzer, model, redactor = build_offline(settings)
     health = HealthBoard()
     health.set("zabbix", True, "not used: `hefestus serve` answers the API only")
-    backend = ApiBackend(knowledge, analyzer, health, model_check=(
+    backend = ApiBackend(knowledge, analyzer, health, redact=redactor, model_check=(
         (lambda: model_status(model, model_names(settings))) if analyzer.enabled else None))
     registry = CollectorRegistry()
     registry.register(DaemonCollector(Totals(), analysis=lambda: analyzer.stats))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hefestus import tomlfile
 from hefestus.classify.regex import Regex, RegexError, RegexSet, compile_regex
+from hefestus.classify.shapes import admits, compile_shapes, withheld_note
 from hefestus.errors import ConfigError
 from hefestus.tomlfile import Slug
 from hefestus.values import Classification
@@ -45,6 +46,10 @@ GENERIC_TRIAGE = (
 _GROUP_REF = re2.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MAX_GROUP_VALUE = 120
 _MAX_MATCHED_TEXT = 300
+#: Characters that would start a new line of the message (or reorder it, for bidi
+#: controls) if the matched excerpt carried them: it must stay one line of evidence.
+_LAYOUT = {**{c: " " for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)},
+           **{c: None for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}}
 
 
 class _Spec(BaseModel):
@@ -60,6 +65,9 @@ class PatternSpec(_Spec):
     confidence: Annotated[float, Field(ge=0, le=1)] = DEFAULT_CONFIDENCE
     case_sensitive: bool = False
     examples: list[str] = []
+    #: group -> RE2 regex a captured value must match in full to be pasted into the text
+    #: (default :data:`DEFAULT_SHAPE`); a value that does not is withheld.
+    shapes: dict[str, NonEmpty] = {}
 
 
 class DictionarySpec(_Spec):
@@ -83,6 +91,8 @@ class Pattern:
     solutions: tuple[str, ...]
     confidence: float
     examples: tuple[str, ...]
+    #: group -> compiled shape (see :data:`DEFAULT_SHAPE`)
+    shapes: Mapping[str, Regex] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,8 @@ class Match:
     end: int
     groups: Mapping[str, str]
     matched_text: str
+    #: The captured values as they are in the text (``groups`` is cleaned and cut).
+    raw: Mapping[str, str] = field(default_factory=dict)
 
 
 class Dictionary:
@@ -118,8 +130,9 @@ class Dictionary:
             m = pattern.regex.search(text)
             if m is None:  # pragma: no cover - the set and the regex agree
                 continue
-            groups = {k: _clean(v) for k, v in m.groupdict().items() if v}
-            return Match(pattern, m.start(), m.end(), groups, _line_around(text, m.start(), m.end()))
+            raw = {k: v for k, v in m.groupdict().items() if v}
+            groups = {k: _clean(v) for k, v in raw.items()}
+            return Match(pattern, m.start(), m.end(), groups, _line_around(text, m.start(), m.end()), raw)
         return None
 
     def classify(self, text: str, *, routed_by: str = "") -> Classification:
@@ -131,11 +144,13 @@ class Dictionary:
                 solutions=self.fallback, routed_by=routed_by,
             )
         p = found.pattern
+        withheld: dict[str, None] = {}  # ordered set: the note names them in text order
+        cause = _fill(p, p.cause, found.raw, withheld)
+        solutions = tuple(_fill(p, step, found.raw, withheld) for step in p.solutions)
         return Classification(
             domain=self.domain, category=p.category, pattern_id=p.id, confidence=p.confidence,
-            matched_text=found.matched_text, cause=_fill(p.cause, found.groups, p.regex.groupindex),
-            solutions=tuple(_fill(step, found.groups, p.regex.groupindex) for step in p.solutions),
-            routed_by=routed_by, groups=dict(found.groups),
+            matched_text=found.matched_text, cause=cause, solutions=solutions,
+            routed_by=routed_by, groups=dict(found.groups), note=withheld_note(list(withheld)),
         )
 
 
@@ -184,30 +199,44 @@ class Catalog:
 
 
 def _clean(value: str) -> str:
-    """Group values end up in shell commands shown to humans: keep them short and printable."""
+    """Group values as evidence (``Classification.groups``, read by remediation rules): short
+    and printable. Causes and steps get values only through :func:`_fill`'s shape check."""
     value = "".join(ch if ch.isprintable() else " " for ch in value).strip()
     return value[:_MAX_GROUP_VALUE]
 
 
 def _line_around(text: str, start: int, end: int) -> str:
+    """The line of ``text`` holding the match, as one line of evidence: a match that spans
+    lines (``\\s+``) or a line separator inside it must not add lines to the message."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line = text[line_start : line_end if line_end != -1 else len(text)].strip()
     if len(line) > _MAX_MATCHED_TEXT:
         line = text[start:end].strip()[:_MAX_MATCHED_TEXT]
-    return line
+    return line.translate(_LAYOUT).strip()
 
 
-def _fill(step: str, groups: Mapping[str, str], names: Mapping[str, int]) -> str:
-    """Replace ``{name}`` by the captured value; leave braces that aren't group names alone."""
+def _fill(p: Pattern, template: str, values: Mapping[str, str], withheld: dict[str, None]) -> str:
+    """Replace ``{name}`` by the captured value when it has the group's shape, else by ``<name>``
+    (and note ``name`` in ``withheld``); braces that aren't group names are left alone.
+
+    Log text is evidence, never an instruction: a value that could close a quote, chain a
+    command or pass an option (a leading ``-``) never reaches a step someone may paste.
+    """
 
     def sub(m: Any) -> str:
         name = m.group(1)
-        if name not in names:
+        if name not in p.regex.groupindex:
             return str(m.group(0))
-        return groups.get(name) or f"<{name}>"
+        value = values.get(name, "").strip()
+        if not value:
+            return f"<{name}>"
+        if not admits(value, p.shapes.get(name)):
+            withheld[name] = None
+            return f"<{name}>"
+        return value
 
-    return str(_GROUP_REF.sub(sub, step))
+    return str(_GROUP_REF.sub(sub, template))
 
 
 # --------------------------------------------------------------------------- loading
@@ -218,7 +247,7 @@ def load_catalog(directory: Path, *, extra: Mapping[str, Path] | None = None) ->
     (domain -> file: dictionaries kept elsewhere, named in [domains.X] dictionary)."""
     if not directory.is_dir():
         raise ConfigError("patterns directory does not exist", path=str(directory))
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".toml", ".json") and p.is_file())
+    files = tomlfile.listing(directory, (".toml", ".json"))  # special files refused, by name
     if not files:
         raise ConfigError("no pattern dictionaries (*.toml, *.json) found", path=str(directory))
     seen: dict[str, Path] = {}
@@ -268,8 +297,9 @@ def load_dictionary(path: Path) -> Dictionary:
             regex = compile_regex(p.regex, case_sensitive=p.case_sensitive)
         except RegexError as exc:
             raise ConfigError(f"pattern {p.id!r}: {exc}", path=str(path), line=line) from None
+        shapes = compile_shapes(p.shapes, regex, pattern_id=p.id, path=path, text=text, index=i)
         patterns.append(Pattern(p.id, p.category, str(path), regex, p.cause, tuple(p.solutions),
-                                p.confidence, tuple(p.examples)))
+                                p.confidence, tuple(p.examples), shapes))
     return Dictionary(spec.dictionary.domain, patterns, description=spec.dictionary.description,
                       fallback=spec.dictionary.fallback, path=path)
 
@@ -286,10 +316,8 @@ class _SeedPattern(_Spec):
 def _load_json(path: Path) -> Dictionary:
     """The seed's dictionary format; its domain is the file name."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = tomlfile.read_regular(path).decode("utf-8")
         data = json.loads(text)
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError("file is not valid UTF-8", path=str(path)) from exc
     except json.JSONDecodeError as exc:

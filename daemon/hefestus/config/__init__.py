@@ -146,15 +146,17 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None, *,
     """
     env = os.environ if env is None else env
     data, text = tomlfile.load(path)
+    overridden: dict[tuple[str, str], str] = {}  # so that an error names the variable, not a line
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"[{section}] must be a table", path=str(path))
             table[key] = env[var]
+            overridden[(section, key)] = var
     data.setdefault("zabbix", {})
     try:
         return Settings.model_validate({**data, "source": path.resolve()},
                                        context={"need_zabbix": need_zabbix})
     except pydantic.ValidationError as exc:
-        raise tomlfile.validation_error(exc, path=path, text=text) from None
+        raise tomlfile.validation_error(exc, path=path, text=text, environment=overridden) from None

@@ -43,6 +43,9 @@ class ZabbixSettings(Section):
     verify_tls: bool = True
     #: Attempts per API call on transient failures (connection refused, 5xx, timeout).
     retries: Annotated[int, Field(ge=1, le=10)] = 3
+    #: Zabbix user ids of other Hefestus instances on this Zabbix: their [Hefestus] messages
+    #: count as Hefestus's (no second message), anyone else's never silence Hefestus.
+    hefestus_users: tuple[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,19}$")], ...] = ()
 
     @field_validator("url")
     @classmethod

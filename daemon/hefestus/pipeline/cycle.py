@@ -19,8 +19,9 @@ Exactly-once, across restarts and crashes, rests on three things:
   because Zabbix's history syncers commit separately and a lower event id can
   become visible after a higher one was read;
 * the **marker check**: before writing, the event's existing acknowledgements
-  are searched for Hefestus's marker, so a crash between Zabbix's write and
-  ours, or a lost state file, never yields a second message.
+  are searched for Hefestus's marker written by Hefestus's own Zabbix user, so
+  a crash between Zabbix's write and ours, or a lost state file, never yields a
+  second message (and another user's "[Hefestus] ..." comment silences nothing).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class PatternsOnly:
 
 
 def has_marker(problem: Problem) -> bool:
-    return any(m.startswith(MARKER) for m in problem.ack_messages)
+    """Whether Hefestus already wrote on this event: its marker, by its own Zabbix user."""
+    return any(a.by_hefestus and a.message.startswith(MARKER) for a in problem.acks)
 
 
 class Pipeline:

@@ -12,8 +12,8 @@ event::
     project = "ops"
     job_id = "00000000-0000-0000-0000-000000000001"   # placeholder: ops replace it
     job_name = "Restart service"
-    options.unit = { value = "{unit}", allow = '^[A-Za-z0-9@_.:-]+\\.service$' }
-    options.host = { value = "{host}", allow = '^[A-Za-z0-9.-]+$' }
+    options.unit = { value = "{unit}", allow = '^(nginx|php8\\.2-fpm)\\.service$' }
+    options.host = { value = "{host}", allow = '^[A-Za-z0-9][A-Za-z0-9.-]*$' }
 
 Placeholders: ``{host} {trigger} {severity} {eventid} {domain} {category}``,
 ``{tag:NAME}``, ``{item:KEY}``, and the named groups of the category's
@@ -26,8 +26,11 @@ allow}`` like an option.
 Every option declares the values it accepts (``allow``, an RE2 regex the
 rendered value must match *in full*, case-sensitive): a value taken from a log
 line may carry ``; rm -rf /``, and then nothing runs. An allow-list that
-would accept shell metacharacters is refused at load time, because Rundeck
-script steps paste ``${option.x}`` into shell commands. Job ids starting
+would let an event put whitespace, a quote, a shell metacharacter, a non-ASCII
+character or a leading ``-`` into a value (or, for ``path = true`` options, a
+``..`` segment or ``//``) is refused at load time, because Rundeck script steps
+paste ``${option.x}`` into shell commands: :mod:`.allow` explains how every allow
+is probed. Job ids starting
 ``00000000-0000-0000-0000-`` are the shipped examples' placeholders: never run.
 
 Everything is checked once, at load (and reload): every mistake is a
@@ -52,6 +55,7 @@ from hefestus.classify.patterns import Catalog
 from hefestus.classify.regex import Regex, RegexError, compile_regex
 from hefestus.classify.routing import Domain, MatchSpec, Name, Rule
 from hefestus.errors import ConfigError
+from hefestus.remediation.allow import problems
 from hefestus.tomlfile import Slug
 from hefestus.values import Classification, Problem
 
@@ -59,8 +63,6 @@ from hefestus.values import Classification, Problem
 EVENT_FIELDS = frozenset({"host", "trigger", "severity", "eventid", "domain", "category"})
 #: Job ids of this form are the shipped examples' placeholders: never run, always reported.
 PLACEHOLDER_PREFIX = "00000000-0000-0000-0000-"
-#: Values no allow-list may accept: each would let a value escape a shell command.
-_SHELL_PROBES = ("a;b", "a|b", "a`b`", "a$(b)", "a&b", "a>b", "a<b", "a\nb", "a\\b", "a'b", 'a"b')
 MAX_VALUE_CHARS = 1024
 
 _PLACEHOLDER = re2.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -81,6 +83,8 @@ class OptionSpec(_Spec):
     #: When the event has no value for a placeholder: leave the option out (the job's own
     #: default applies) instead of refusing the run.
     optional: bool = False
+    #: The value is a file-system path: its allow must also refuse ``..`` segments and ``//``.
+    path: bool = False
 
 
 class RemediationSpec(MatchSpec):
@@ -254,7 +258,7 @@ def load_remediation_rules(directory: Path, *, catalog: Catalog) -> RemediationR
     groups = _groups_by_category(catalog)
     rules: list[RemediationRule] = []
     names: dict[str, str] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in tomlfile.listing(directory):  # names, never skips, a FIFO or a Linux.TOML
         data, text = tomlfile.load(path)
         raw = data.get("remediation", [])
         if not isinstance(raw, list):
@@ -303,14 +307,15 @@ def _compile(spec: RemediationSpec, i: int, path: Path, text: str,
     options = []
     for name, opt in spec.options.items():
         try:
-            options.append((name, _template(opt.value, opt.allow, captured, spec, opt.optional)))
+            options.append((name, _template(opt.value, opt.allow, captured, spec, opt.optional,
+                                            path=opt.path)))
         except ValueError as exc:
             raise fail(f"option '{name}': {exc}", "options", name) from None
     node_filter = None
     if isinstance(spec.node_filter, OptionSpec):
         try:
             node_filter = _template(spec.node_filter.value, spec.node_filter.allow, captured, spec,
-                                    spec.node_filter.optional)
+                                    spec.node_filter.optional, path=spec.node_filter.path)
         except ValueError as exc:
             raise fail(f"node_filter: {exc}", "node_filter") from None
     elif spec.node_filter is not None:
@@ -330,7 +335,7 @@ def _compile(spec: RemediationSpec, i: int, path: Path, text: str,
 
 
 def _template(source: str, allow: str | None, captured: frozenset[str],
-              spec: RemediationSpec, optional: bool = False) -> Template:
+              spec: RemediationSpec, optional: bool = False, *, path: bool = False) -> Template:
     parts: list[tuple[str, str]] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(source):
@@ -352,11 +357,9 @@ def _template(source: str, allow: str | None, captured: frozenset[str],
             compiled = compile_regex(allow, case_sensitive=True)
         except RegexError as exc:
             raise ValueError(f"allow: {exc}") from None
-        loose = [p for p in _SHELL_PROBES if compiled.fullmatch(p) is not None]
-        if loose:
-            shown = ", ".join(repr(p) for p in loose[:3])
-            raise ValueError(f"allow {allow!r} accepts shell metacharacters ({shown}): "
-                             "list only the characters a valid value needs")
+        loose = problems(compiled, allow, parts, path=path)
+        if loose is not None:
+            raise ValueError(loose)
         if all(kind == "text" for kind, _ in parts) and compiled.fullmatch(source_text(parts)) is None:
             raise ValueError(f"the fixed value {source!r} does not match its own allow {allow!r}")
     return Template(source, tuple(parts), compiled, optional)

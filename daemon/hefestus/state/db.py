@@ -101,9 +101,10 @@ CREATE TABLE IF NOT EXISTS remediation_audit (
 class Database:
     """The opened state file: a shared connection, its lock, and the schema brought up to date.
 
-    Opening never resets anything: a corrupt, read-only or unopenable file, or one
-    written by a newer Hefestus (whose tables this code would misread), raises
-    :class:`StateError` and leaves the file exactly as it was.
+    Opening never resets anything: a corrupt (``PRAGMA quick_check``), read-only or
+    unopenable file, another program's SQLite database, one whose bookkeeping values are
+    not numbers, or one written by a newer Hefestus (whose tables this code would
+    misread), raises :class:`StateError` and leaves the file exactly as it was.
     """
 
     def __init__(self, path: Path) -> None:
@@ -120,22 +121,18 @@ class Database:
             # write is bracketed by transaction() below.
             self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
                                        check_same_thread=False)
+            # Everything that could refuse the file is checked before the first write (even
+            # journal_mode=WAL rewrites the header): a refused file is left exactly as it was.
+            _inspect(self._db, path)
             # WAL + synchronous=FULL: a committed transaction survives a crash or power cut.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             with self.transaction() as conn:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(stmt)
-                found = read_meta(conn, "schema_version")
-                if found is None:
-                    write_meta(conn, "schema_version", str(SCHEMA_VERSION))
-                elif int(found) > SCHEMA_VERSION:
-                    raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
-                elif int(found) < SCHEMA_VERSION:  # migrations so far only add tables
-                    write_meta(conn, "schema_version", str(SCHEMA_VERSION))
-            # Reads every page header: a file damaged past its first page fails here, at start,
-            # rather than in the middle of a cycle.
-            self._db.execute("PRAGMA quick_check").fetchone()
+                # Written at every open, even unchanged: a file this process cannot write (a
+                # read-only mount) fails here, at start and in `hefestus check`, not mid-cycle.
+                write_meta(conn, "schema_version", str(SCHEMA_VERSION))  # migrations only add tables
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             raise StateError(explain(path, exc)) from exc
@@ -206,14 +203,59 @@ def write_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
                  "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
 
+#: ``meta`` values the code reads with ``int()``: anything else there is damage or an edit.
+INTEGER_META = ("schema_version", "cursor", "floor", "backlog_until", "backlog_since")
+_CORRUPT = ("the file is corrupt; move it aside to start afresh (events already acknowledged "
+            "are recognised by their [Hefestus] marker, so none is written twice)")
+
+
+def _inspect(conn: sqlite3.Connection, path: Path) -> int | None:
+    """Refuse, without writing, a file that is not Hefestus's or cannot be trusted; return its
+    schema version (None: a new, empty file).
+
+    Refused: a file that is not SQLite or fails ``PRAGMA quick_check`` (damaged pages would
+    otherwise surface mid-cycle, or as a traceback in ``hefestus state``); an SQLite file
+    with tables but no Hefestus ``meta`` (another program's database: creating our tables
+    in it would damage it); a ``meta`` value the code reads as an integer that is not one;
+    a schema newer than this code knows.
+    """
+    tables = {str(n) for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    if problems != ["ok"]:
+        first = (problems[0].replace("*** in database main ***", "").strip().splitlines() or ["?"])[0]
+        raise StateError(f"state store {path}: damaged (PRAGMA quick_check: {first}): {_CORRUPT}")
+    if not tables:
+        return None
+    foreign = (f"state store {path}: not a Hefestus state file (it holds tables "
+               f"{', '.join(sorted(tables)[:5])} but no Hefestus schema_version); it was left "
+               "untouched: point [state] path (HEFESTUS_STATE_PATH) at a file of its own")
+    try:
+        marks = ",".join("?" * len(INTEGER_META))
+        meta = {str(k): str(v) for k, v in conn.execute(
+            f"SELECT key, value FROM meta WHERE key IN ({marks})", INTEGER_META)}
+    except sqlite3.OperationalError:  # no meta table, or one with other columns
+        raise StateError(foreign) from None
+    if "schema_version" not in meta:
+        raise StateError(foreign)
+    for key, value in meta.items():
+        if not value.strip().isdigit():
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise StateError(f"state store {path}: meta {key!r} is {shown!r}, not a whole number: "
+                             "the file was edited or damaged; restore it from a backup or "
+                             "move it aside to start afresh")
+    found = int(meta["schema_version"])
+    if found > SCHEMA_VERSION:
+        raise StateError(f"{path}: state was written by a newer Hefestus (schema {found})")
+    return found
+
+
 def explain(path: Path, exc: sqlite3.DatabaseError) -> str:
     """The SQLite error plus what the operator should do about it."""
     msg = str(exc)
     if "readonly" in msg or "read-only" in msg:
         hint = "the file or its directory is read-only for this user; fix permissions"
     elif "not a database" in msg or "malformed" in msg:
-        hint = ("the file is corrupt; move it aside to start afresh (events already acknowledged "
-                "are recognised by their [Hefestus] marker, so none is written twice)")
+        hint = _CORRUPT
     elif "unable to open" in msg:
         hint = ("the file cannot be opened for writing; check the path, its permissions and that "
                 "the filesystem is not read-only")
