@@ -241,6 +241,13 @@ def test_teams_title_colour_follows_severity(severity: str, colour: str) -> None
     assert card["body"][0]["color"] == colour
 
 
+def test_a_model_answer_shows_no_number_in_chat() -> None:
+    """A model's confidence is its own guess: chat says "unverified", like the Zabbix header."""
+    n = notification(confidence=None)
+    assert "model llama3.1:8b · unverified" in json.dumps(slack_payload(n), ensure_ascii=False)
+    assert "model llama3.1:8b · unverified" in json.dumps(teams_payload(n), ensure_ascii=False)
+
+
 def test_teams_message_is_shrunk_under_28_kb() -> None:
     """Teams refuses messages over 28 KB: huge texts are cut until the JSON fits."""
     n = notification(cause="é" * 60_000, steps=tuple("s" * 5000 for _ in range(40)),

@@ -64,14 +64,16 @@ def test_custom_limit_is_honoured() -> None:
 
 
 def test_model_answer_says_where_it_came_from_and_leaves_out_the_event_excerpt() -> None:
-    """A model answer is shared by a storm's events: no per-event excerpt, so they batch."""
+    """A model answer is shared by a storm's events: no per-event excerpt, so they batch. Its
+    self-reported confidence (0.7 here) is not shown: nothing calibrates it."""
     from hefestus.values import Suggestion
 
     c = cls()
     s = Suggestion(c, "Log rotation stopped and /var filled up.", ("df -h /var", "journalctl -u logrotate"),
                    0.7, "model llama3.1:8b (pattern linux:disk-full as hint)", model="llama3.1:8b")
+    assert s.verified_confidence is None
     assert render(s).splitlines() == [
-        f"{MARKER} linux / disk-full — model llama3.1:8b (pattern linux:disk-full as hint), confidence 70%",
+        f"{MARKER} linux / disk-full — model llama3.1:8b (pattern linux:disk-full as hint), unverified",
         "Cause: Log rotation stopped and /var filled up.",
         "Next steps:",
         "1. df -h /var",
@@ -90,3 +92,25 @@ def test_fallback_note_is_shown_with_the_pattern_suggestion() -> None:
     assert lines[0] == f"{MARKER} linux / disk-full — pattern linux:disk-full, confidence 85%"
     assert "Matched: No space left on device" in lines
     assert lines[-2].startswith("Note: Model llama3.1:8b is unavailable: Ollama at http://m:11434")
+
+
+def test_an_unclassified_model_answer_is_unverified_and_shows_no_percentage() -> None:
+    from hefestus.values import Suggestion
+
+    c = cls(category=None, pattern_id=None, confidence=0.0, matched_text="", domain="unknown")
+    s = Suggestion(c, "The payment gateway's upstream refuses the TLS handshake.", ("openssl s_client",),
+                   0.9, "model smollm2:135m", model="smollm2:135m")
+    first = render(s).splitlines()[0]
+    assert first == f"{MARKER} unknown / unclassified — model smollm2:135m, unverified"
+    assert "%" not in first
+
+
+def test_a_pattern_keeps_its_confidence_even_after_the_gate_refused_the_model() -> None:
+    from hefestus.values import Suggestion
+
+    s = Suggestion.from_pattern(cls(), note="Model smollm2:135m's answer was rejected, even on a retry "
+                                            "(off-topic: …); not shown.", rejected=("off-topic", "off-topic"))
+    assert s.verified_confidence == 0.85
+    lines = render(s).splitlines()
+    assert lines[0] == f"{MARKER} linux / disk-full — pattern linux:disk-full, confidence 85%"
+    assert lines[-2].startswith("Note: Model smollm2:135m's answer was rejected")

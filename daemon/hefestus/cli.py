@@ -1,4 +1,4 @@
-"""Command line: ``hefestus run | check | analyze | serve | state | remediation``.
+"""Command line: ``hefestus run | check | analyze | eval | serve | state | remediation``.
 
 Parses arguments, calls :mod:`hefestus.app` (the composition root) and prints: it
 builds nothing itself.
@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--domain", "-d", help="dictionary to use (default: the best match of all)")
     an.add_argument("--json", action="store_true", help="print the classification as JSON")
     an.add_argument("--no-model", action="store_true", help="patterns only, even when a model is configured")
+    ev = sub.add_parser("eval", help="score the dictionaries (and the model) on labelled JSON-lines corpora")
+    ev.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS.jsonl",
+                    help='one {"text", "domain" (or "none"), "category"?, "source"?} object a line')
+    ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ev.add_argument("--domain", "-d", help="classify every text with this dictionary (default: routing, as the daemon)")
+    ev.add_argument("--misses", action="store_true", help="also list each text that got the wrong domain")
+    use = ev.add_mutually_exclusive_group()
+    use.add_argument("--model", dest="model", action="store_true",
+                     help="also ask the configured model where the daemon would, and time its answers")
+    use.add_argument("--no-model", dest="model", action="store_false", help="patterns only (the default)")
     sv = sub.add_parser("serve", help="serve the HTTP API alone (POST /api/errors/{domain}), without "
                                       "polling Zabbix: for teams that only want the CI-pipeline endpoint")
     sv.add_argument("--listen", metavar="HOST:PORT", help="override api.listen (default 127.0.0.1:8080)")
@@ -77,6 +87,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         return _analyze(args)
+    if args.command == "eval":
+        return _eval(args)
     if args.command == "serve":
         return _serve(args)
     settings = _settings(args)
@@ -138,11 +150,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from hefestus.api.backend import problem_from_text
+    from hefestus.api.backend import problem_from_text, redacted
     from hefestus.app.build import build_offline
     from hefestus.pipeline.render import render
+    from hefestus.values import valid_text
 
-    text = sys.stdin.read() if args.text == "-" else args.text
+    # Bytes that are not UTF-8 arrive as lone surrogates (stdin and argv): U+FFFD, as in the pipeline.
+    text = valid_text(sys.stdin.read() if args.text == "-" else args.text)
     settings = _offline_settings(args)
     if args.no_model:
         settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
@@ -152,15 +166,69 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
     c = knowledge().analyze(text, args.domain)
     try:
-        s = analyzer.suggest([(problem_from_text(text), c)], remember=False)[0]
+        s = redacted(analyzer.suggest([(problem_from_text(text), c)], remember=False)[0], redact)
+    finally:
+        analyzer.close()
+    if args.json:  # values redacted, then serialised: redacting JSON text could eat an escape
+        out = {**s.classification.as_dict(), "cause": s.cause, "solutions": list(s.steps),
+               "confidence": round(s.confidence, 3), "confidence_verified": s.verified_confidence is not None,
+               "rejected": list(s.rejected), "source": s.source, "model": s.model, "note": s.note}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        print(redact(render(s)))  # as the pipeline writes it: the whole message redacted once more
+    return EXIT_OK
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hefestus.api.backend import problem_from_text
+    from hefestus.app.build import build_offline
+    from hefestus.classify.evaluate import CorpusError, evaluate, format_table, load_corpus, misses
+    from hefestus.values import Classification, Suggestion
+
+    settings = _offline_settings(args)
+    if not args.model:
+        settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
+    elif not settings.ollama.model:
+        raise ConfigError("--model: no model is configured ([ollama] model)")
+    # Logs (model calls, retries) go to stderr: stdout is the report, --json must stay parseable.
+    logs.setup(settings.logging.level, settings.logging.format, redact=Redactor(settings.redaction.patterns))
+    knowledge, analyzer, _, redact = build_offline(settings)
+    k = knowledge()
+    if args.domain and args.domain not in k.catalog:
+        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(k.catalog.domains)}")
+    try:
+        samples = load_corpus(args.corpus, domains=k.catalog.domains)
+    except CorpusError as exc:
+        print(f"hefestus: bad corpus:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def classify(text: str) -> Classification:  # the daemon's path: routing, then dictionaries
+        return k.analyze(text, args.domain) if args.domain else k.classify(problem_from_text(text))
+
+    def suggest(text: str, c: Classification) -> Suggestion | None:
+        if not analyzer.wants_model(c):
+            return None
+        return analyzer.suggest([(problem_from_text(text), c)], remember=False)[0]
+
+    try:
+        report = evaluate(samples, classify, suggest=suggest if args.model else None)
     finally:
         analyzer.close()
     if args.json:
-        out = {**c.as_dict(), "cause": s.cause, "solutions": list(s.steps),
-               "confidence": round(s.confidence, 3), "source": s.source, "model": s.model, "note": s.note}
-        print(redact(json.dumps(out, indent=2, ensure_ascii=False)))
+        out = report.as_dict()
+        if args.model and "model" in out:
+            # Whatever counters the analyzer keeps (bad answers, gate rejections...), as they are.
+            stats = dataclasses.asdict(analyzer.stats)
+            out["model"]["analyzer_stats"] = {n: v for n, v in stats.items() if isinstance(v, int | float)}
+        print(json.dumps(out, indent=2))
     else:
-        print(redact(render(s)))
+        print(format_table(report))
+    if args.misses:
+        for o in misses(report):
+            print(redact(f"{o.sample.origin}: {o.sample.domain} -> {o.got}/{o.category or '-'}: "
+                         f"{o.sample.text[:160]!r}"), file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 
 

@@ -38,6 +38,7 @@ from hefestus.notify.message import (
     fit,
     http_failure,
     retry_after_seconds,
+    source_line,
 )
 
 log = structlog.get_logger("hefestus.slack")
@@ -119,7 +120,7 @@ def slack_payload(n: Notification, *, link_as_button: bool = False) -> dict[str,
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f"{emoji} {n.title}", HEADER_MAX)}]
 
-    source = f"{n.source} · {max(0.0, min(1.0, n.confidence)):.0%}"
+    source = source_line(n)
     fields = [_labelled("Host", n.host or "-", FIELD_MAX),
               _labelled("Domain", n.domain or "-", FIELD_MAX)]
     if n.category:

@@ -38,6 +38,7 @@ from hefestus.notify.message import (
     fit,
     http_failure,
     retry_after_seconds,
+    source_line,
 )
 
 log = structlog.get_logger("hefestus.teams")
@@ -77,7 +78,7 @@ def _card(n: Notification, cap: int) -> dict[str, Any]:
     facts = [("Host", n.host or "-"), ("Severity", n.severity or "-"), ("Domain", n.domain or "-")]
     if n.category:
         facts.append(("Category", n.category))
-    facts.append(("Source", f"{n.source} · {max(0.0, min(1.0, n.confidence)):.0%}"))
+    facts.append(("Source", source_line(n)))
     if n.clock > 0:
         started = datetime.fromtimestamp(n.clock, UTC).strftime("%Y-%m-%d %H:%M UTC")
         facts.append(("Started", started))

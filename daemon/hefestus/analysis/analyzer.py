@@ -15,8 +15,11 @@ Three things keep a sick model server from hurting the daemon:
   consecutive failures; while open, no call is made and the events get the
   pattern suggestion at once, with a note saying why; after ``retry_after``
   seconds one call tries the model again;
-* an answer that is invalid or cut off gets one retry, then the pattern
-  suggestion: unvalidated model text never reaches Zabbix.
+* an answer that is invalid or cut off, or that the gate
+  (:mod:`hefestus.analysis.gate`) refuses — placeholders, steps without an action,
+  text copied from the event into a command, an answer about something else — gets one
+  retry, then the pattern suggestion (or the domain's triage steps) with a note saying
+  why: unvalidated model text never reaches Zabbix.
 
 Secrets are redacted from everything put in a request.
 """
@@ -35,12 +38,15 @@ import structlog
 
 from hefestus.analysis.breaker import Breaker, BreakerOpen
 from hefestus.analysis.fingerprint import fingerprint, mask_hosts
+from hefestus.analysis.gate import REJECT_REASONS, Rejection, RejectReason
+from hefestus.analysis.gate import check as gate_check
 from hefestus.analysis.prompt import (
     DEFAULT_INSTRUCTIONS,
     ModelAnswer,
     Profile,
     build_request,
     parse_answer,
+    tail,
 )
 from hefestus.config import AnalysisSettings, DomainSettings, OllamaSettings
 from hefestus.errors import ModelBadAnswer, ModelError, ModelNotFound, ModelUnavailable
@@ -84,9 +90,10 @@ def compile_profiles(ollama: OllamaSettings, domains: Mapping[str, DomainSetting
     def build(domain: str) -> Profile:
         d = domains.get(domain, DomainSettings())
         template = d.prompt_template or DEFAULT_INSTRUCTIONS
-        instructions = template.format(domain=domain, description=description(domain))
+        about = description(domain)
+        instructions = template.format(domain=domain, description=about)
         return Profile(
-            domain=domain, model=d.model or ollama.model, instructions=instructions,
+            domain=domain, model=d.model or ollama.model, instructions=instructions, description=about,
             temperature=ollama.temperature if d.temperature is None else d.temperature,
             max_tokens=d.max_tokens or ollama.max_tokens, num_ctx=d.num_ctx or ollama.num_ctx,
             timeout=d.timeout or ollama.timeout, keep_alive=ollama.keep_alive)
@@ -107,6 +114,9 @@ class AnalysisStats:
     model_failures: int = 0
     bad_answers: int = 0
     breaker_skips: int = 0
+    #: Model answers the gate refused, by reason (every reason present, zero or not). A
+    #: refused answer is counted once per model call, not per event of its fingerprint.
+    rejected: dict[RejectReason, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
     seconds_sum: float = 0.0
     #: Cumulative counts per bound of LATENCY_BUCKETS, as Prometheus histograms want them.
     buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -125,6 +135,14 @@ class _Job:
     classification: Classification
     profile: Profile
     error_text: str  # redacted
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    """No model answer to show: the note saying why, and the gate's refusals on the way."""
+
+    note: str
+    rejected: tuple[RejectReason, ...] = ()
 
 
 class Analyzer:
@@ -215,6 +233,8 @@ class Analyzer:
                     answer = ModelAnswer.model_validate_json(raw[1])
                 except ValueError:
                     answer = None  # a cache row from an older schema: ask again
+                if answer is not None and self._gate(self._job(jobs, idx[0]), answer) is not None:
+                    answer = None  # cached before the gate existed, or the gate grew stricter
             if answer is None:
                 misses.append(self._job(jobs, idx[0]))
                 continue
@@ -239,10 +259,29 @@ class Analyzer:
         assert job is not None
         return job
 
-    def _suggestion(self, c: Classification, job: _Job, outcome: ModelAnswer | str, *,
+    def _gate_text(self, job: _Job) -> str:
+        """What the model was shown of the event: the gate compares the answer with it."""
+        return f"{self._redact(job.problem.name)}\n{tail(job.error_text, self._settings.max_error_chars)}"
+
+    def _gate(self, job: _Job, answer: ModelAnswer) -> Rejection | None:
+        """The gate on the answer as it would be shown (redacted), against the event's text, the
+        domain's description and the pattern hint the model was given."""
+        c = job.classification
+        hint = [c.cause, *c.solutions] if c.classified else []
+        return gate_check(self._redact(answer.cause), [self._redact(s) for s in answer.steps],
+                          event_text=self._gate_text(job), context=[job.profile.description, *hint])
+
+    def _suggestion(self, c: Classification, job: _Job, outcome: ModelAnswer | _Fallback, *,
                     cached: bool = False) -> Suggestion:
-        if isinstance(outcome, str):
-            return Suggestion.from_pattern(c, note=outcome, fingerprint=job.fingerprint)
+        if isinstance(outcome, _Fallback):
+            return Suggestion.from_pattern(c, note=outcome.note, fingerprint=job.fingerprint,
+                                           rejected=outcome.rejected)
+        # The answer passed the gate for the event that was asked about; the other events of
+        # its fingerprint differ in volatile parts only, but those parts are event text too.
+        refused = self._gate(job, outcome)
+        if refused is not None:
+            return Suggestion.from_pattern(c, note=_refused_note(job.profile.model, refused, retried=False),
+                                           fingerprint=job.fingerprint, rejected=(refused.reason,))
         hint = f" (pattern {c.domain}:{c.pattern_id} as hint)" if c.classified else ""
         return Suggestion(
             classification=c, cause=self._redact(outcome.cause),
@@ -252,26 +291,27 @@ class Analyzer:
 
     # -- one model call (runs on a pool thread) ------------------------------------------
 
-    def _ask(self, job: _Job) -> ModelAnswer | str:
-        """The validated answer, or the note to show operators instead."""
+    def _ask(self, job: _Job) -> ModelAnswer | _Fallback:
+        """The validated answer that passed the gate, or the note to show operators instead."""
         name = job.profile.model
         request = build_request(job.problem, job.classification, job.profile, error_text=job.error_text,
                                 max_chars=self._settings.max_error_chars, redact=self._redact)
         last_bad = ""
+        refused: list[Rejection] = []
         for attempt in (1, 2):
             try:
                 reply = self._breaker.call(self._model_chat, request)
             except BreakerOpen:
                 self._bump("breaker_skips")
-                return (f"Model {name} skipped: it failed {self._breaker.fail_max} times in a row "
-                        f"(last: {self._last_failure}); Hefestus tries it again after "
-                        f"{self._retry_after:g} s.")
+                return _Fallback(f"Model {name} skipped: it failed {self._breaker.fail_max} times in a row "
+                                 f"(last: {self._last_failure}); Hefestus tries it again after "
+                                 f"{self._retry_after:g} s.", tuple(r.reason for r in refused))
             except ModelError as exc:
                 self._bump("model_failures")
                 self._last_failure = str(exc)
                 log.warning("model call failed", model=name, fingerprint=job.fingerprint[:12], error=str(exc))
                 kind = "is not pulled" if isinstance(exc, ModelNotFound) else "is unavailable"
-                return f"Model {name} {kind}: {exc}"
+                return _Fallback(f"Model {name} {kind}: {exc}", tuple(r.reason for r in refused))
             with self._stats_lock:
                 self.stats.model_calls += 1
                 self.stats.observe(reply.seconds)
@@ -284,14 +324,42 @@ class Analyzer:
                             fingerprint=job.fingerprint[:12])
                 request = _retry_request(request, reply.done_reason, last_bad)
                 continue
+            rejection = self._gate(job, answer)
+            if rejection is not None:
+                with self._stats_lock:
+                    self.stats.rejected[rejection.reason] += 1
+                refused.append(rejection)
+                last_bad = ""
+                log.warning("model answer refused by the gate", model=name, attempt=attempt,
+                            reason=rejection.reason, detail=rejection.detail,
+                            fingerprint=job.fingerprint[:12])
+                log.debug("refused answer", fingerprint=job.fingerprint[:12],  # what did it say?
+                          cause=self._redact(answer.cause)[:300],
+                          steps=[self._redact(s)[:200] for s in answer.steps])
+                request = _retry_request(request, reply.done_reason, f"{rejection.detail}. {_GUIDANCE}")
+                continue
             log.info("model answered", model=name, fingerprint=job.fingerprint[:12],
                      seconds=round(reply.seconds, 2), eval_count=reply.eval_count)
             return answer
-        return f"Model {name} gave no usable answer ({last_bad}), even on a retry."
+        reasons = tuple(r.reason for r in refused)
+        if last_bad or not refused:
+            return _Fallback(f"Model {name} gave no usable answer ({last_bad}), even on a retry.", reasons)
+        return _Fallback(_refused_note(name, refused[-1], retried=True), reasons)
 
     def _model_chat(self, request: ModelRequest) -> ModelReply:
         assert self._model is not None
         return self._model.chat(request)
+
+
+#: Told to the model after the gate refused its answer.
+_GUIDANCE = ("Give the cause as one or two full sentences about this event, and distinct steps that "
+             "are commands or actions; never copy text from the event into a command")
+
+
+def _refused_note(model: str, rejection: Rejection, *, retried: bool) -> str:
+    """The operator's note when the gate refused the model's answer (see hefestus.analysis.gate)."""
+    again = ", even on a retry" if retried else ""
+    return f"Model {model}'s answer was rejected{again} ({rejection.reason}: {rejection.detail}); not shown."
 
 
 def _retry_request(request: ModelRequest, done_reason: str, reason: str) -> ModelRequest:

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hefestus.analysis.analyzer import LATENCY_BUCKETS, AnalysisStats
+from hefestus.analysis.gate import REJECT_REASONS
 from hefestus.pipeline.plan import CycleReport
 
 
@@ -107,6 +108,11 @@ def _model_metrics(a: AnalysisStats) -> Iterator[Any]:
                               value=a.bad_answers)
     yield CounterMetricFamily("hefestus_model_breaker_skips", "Calls not made: circuit breaker open",
                               value=a.breaker_skips)
+    rejected = CounterMetricFamily("hefestus_model_answers_rejected", "Schema-valid model answers the "
+                                   "gate refused, by reason (hefestus.analysis.gate)", labels=["reason"])
+    for reason in REJECT_REASONS:  # the fixed set only: a label value never comes from the answer
+        rejected.add_metric([reason], a.rejected.get(reason, 0))
+    yield rejected
     buckets = [(str(b), n) for b, n in zip(LATENCY_BUCKETS, a.buckets, strict=True)]
     buckets.append(("+Inf", a.model_calls))
     yield HistogramMetricFamily("hefestus_model_seconds", "Time for one model answer",

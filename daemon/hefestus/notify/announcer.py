@@ -81,7 +81,7 @@ class Announcer:
             return []
         n = Notification(eventid=problem.eventid, host=problem.host, problem=problem.name,
                          severity=problem.severity.label, domain=c.domain, category=c.category,
-                         cause=s.cause, steps=s.steps, source=s.source, confidence=s.confidence,
+                         cause=s.cause, steps=s.steps, source=s.source, confidence=s.verified_confidence,
                          note=s.note, remediation=remediation, event_url=self._url(problem),
                          clock=problem.clock)
         self._sender.send(n, to=to)

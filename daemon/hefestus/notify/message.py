@@ -44,8 +44,8 @@ class Notification:
     steps: tuple[str, ...]
     #: Where the answer came from: "pattern linux:disk-full", "model llama3.1:8b", ...
     source: str
-    #: 0.0 to 1.0.
-    confidence: float
+    #: 0.0 to 1.0; None when nobody can vouch for a number (a model's answer: its own guess).
+    confidence: float | None
     note: str = ""
     #: One line on what was done about it: "Rundeck job 'restart nginx' succeeded in 12 s".
     remediation: str | None = None
@@ -109,6 +109,14 @@ class Notifier(Protocol):
 
 
 # -- helpers shared by the adapters -------------------------------------------------
+
+def source_line(n: Notification) -> str:
+    """"pattern linux:disk-full · 95%", or "model llama3.1:8b · unverified": the same words as
+    the Zabbix message's header, so chat never shows a number the message does not."""
+    if n.confidence is None:
+        return f"{n.source} · unverified"
+    return f"{n.source} · {max(0.0, min(1.0, n.confidence)):.0%}"
+
 
 def text_length(text: str) -> int:
     """Length in UTF-16 code units, the way JavaScript (and so the services'

@@ -24,12 +24,17 @@ _ELLIPSIS = "…"
 
 
 def header(s: Suggestion | Classification) -> str:
+    """What it is and where the advice came from. A pattern's confidence is shown; a model's
+    own number is not (nothing calibrates it): its advice is marked "unverified" instead."""
     if isinstance(s, Classification):
         s = Suggestion.from_pattern(s)
     c = s.classification
     what = f"{MARKER} {c.domain} / {c.category or 'unclassified'}"
-    if s.from_model or c.classified:
-        return f"{what} — {s.source}, confidence {round(s.confidence * 100)}%"
+    confidence = s.verified_confidence
+    if confidence is None:  # a model's answer
+        return f"{what} — {s.source}, unverified"
+    if c.classified:
+        return f"{what} — {s.source}, confidence {round(confidence * 100)}%"
     return f"{what} — no pattern matched"
 
 
