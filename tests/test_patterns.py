@@ -122,7 +122,8 @@ def test_seed_json_format_carries_over(tmp_path: Path) -> None:
     seed = {"patterns": {
         "image_pull_error": {"pattern": "ErrImagePull|ImagePullBackOff", "category": "Image",
                              "solutions": ["Check the image name", "Check registry credentials"]},
-        "oom": {"pattern": "OOMKilled", "category": "resources", "solutions": ["Raise the memory limit"],
+        "oom": {"pattern": "OOMKilled", "category": "resources",
+                "solutions": ["kubectl describe pod <pod>   # Last State: OOMKilled", "Raise the memory limit"],
                 "description": "The container used more memory than its limit."},
     }}
     p = _write(tmp_path, "kubernetes.json", json.dumps(seed, indent=2))

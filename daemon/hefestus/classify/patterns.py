@@ -24,6 +24,7 @@ import re2
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hefestus import tomlfile
+from hefestus.classify import safety
 from hefestus.classify.regex import Regex, RegexError, RegexSet, compile_regex
 from hefestus.classify.shapes import admits, compile_shapes, withheld_note
 from hefestus.errors import ConfigError
@@ -285,6 +286,8 @@ def load_dictionary(path: Path) -> Dictionary:
             f"dictionary.domain is {spec.dictionary.domain!r} but the file is named {path.name}: they must agree",
             path=str(path), line=tomlfile.locate(text, ("dictionary", "domain")),
         )
+    safety.check_steps(spec.dictionary.fallback, owner="dictionary fallback", path=path, text=text,
+                       line=tomlfile.locate(text, ("dictionary", "fallback")))
     patterns = []
     ids: set[str] = set()
     for i, p in enumerate(spec.pattern):
@@ -298,6 +301,8 @@ def load_dictionary(path: Path) -> Dictionary:
         except RegexError as exc:
             raise ConfigError(f"pattern {p.id!r}: {exc}", path=str(path), line=line) from None
         shapes = compile_shapes(p.shapes, regex, pattern_id=p.id, path=path, text=text, index=i)
+        safety.check_steps(p.solutions, owner=f"pattern {p.id!r}", path=path, text=text,
+                           line=tomlfile.locate(text, ("pattern", i, "solutions")) or line)
         patterns.append(Pattern(p.id, p.category, str(path), regex, p.cause, tuple(p.solutions),
                                 p.confidence, tuple(p.examples), shapes))
     return Dictionary(spec.dictionary.domain, patterns, description=spec.dictionary.description,
@@ -346,6 +351,7 @@ def _load_json(path: Path) -> Dictionary:
         except RegexError as exc:
             raise ConfigError(f"pattern {name!r}: {exc}", path=str(path), line=line_of(name)) from None
         slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())
+        safety.check_steps(spec.solutions, owner=f"pattern {slug!r}", path=path, text=text, line=line_of(name))
         category = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.category.lower())
         cause = spec.cause or spec.description or f"Known {spec.category} error ({name})."
         patterns.append(Pattern(slug, category, str(path), regex, cause, tuple(spec.solutions),
