@@ -35,7 +35,7 @@ def test_a_v2_state_file_is_migrated_without_losing_anything(tmp_path: Path) -> 
     db.close()
     st = open_state(path)
     s, r = st.ledger, st.remediations
-    assert SCHEMA_VERSION == 3 and s.meta("schema_version") == "3"
+    assert SCHEMA_VERSION == 4 and s.meta("schema_version") == "4"
     assert s.cursor == 41 and s.states([40])[40].state == "done"
     assert r.add_remediation(record(40))
     assert r.remediation(40) == record(40)

@@ -22,6 +22,7 @@ from hefestus.state import (
     SCHEMA_VERSION,
     AuditEntry,
     RemediationRecord,
+    Sighting,
     State,
     open_state,
 )
@@ -73,7 +74,7 @@ def test_every_value_reads_back(v3: Path) -> None:
 
 def _assert_fixture_contents(st: State) -> None:
     ledger, answers, rem = st.ledger, st.answers, st.remediations
-    assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "4"  # upgraded at open
     assert ledger.cursor == 100
     assert (ledger.meta("floor"), ledger.meta("backlog_until"), ledger.meta("backlog_since")) == (
         "90", "120", "80")
@@ -220,7 +221,7 @@ def test_a_v1_state_file_is_migrated_without_losing_anything(tmp_path: Path) -> 
     db.commit()
     db.close()
     st = open_state(path)
-    assert st.ledger.meta("schema_version") == "3" and st.ledger.cursor == 7
+    assert st.ledger.meta("schema_version") == str(SCHEMA_VERSION) and st.ledger.cursor == 7
     assert st.ledger.states([6])[6].detail == "not mine"
     st.answers.cache_answer("fp", "m", "{}", ttl=60)
     assert st.answers.cached_answers(["fp"]) == {"fp": ("m", "{}")}
@@ -249,3 +250,25 @@ def test_a_newer_schema_is_refused_and_left_untouched(v3: Path, full: bool) -> N
             str(SCHEMA_VERSION + 1),)
     finally:
         db.close()
+
+
+def test_a_v3_file_gains_the_unclassified_table_and_keeps_everything(v3: Path) -> None:
+    """Schema 4 adds the teach loop's table; the v3 file is upgraded in place at open."""
+    db = sqlite3.connect(v3)
+    try:
+        assert "unclassified" not in {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    st = open_state(v3)
+    try:
+        _assert_fixture_contents(st)
+        assert st.unclassified.kinds() == []
+        st.unclassified.record([Sighting("fp-1", "linux", ("web1",), "mystery error", 1000.0)])
+    finally:
+        st.close()
+    st = open_state(v3)
+    try:
+        assert [(k.fingerprint, k.count, k.hosts) for k in st.unclassified.kinds()] == [("fp-1", 1, ("web1",))]
+        assert st.ledger.meta("schema_version") == "4"
+    finally:
+        st.close()

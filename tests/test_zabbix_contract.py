@@ -298,3 +298,71 @@ def test_a_regressed_adapter_fails_these_tests(contract: ZabbixContract, regress
         return
     with pytest.raises(AssertionError, match=f"Zabbix {contract.version} rules broken"):
         assert_obeys(contract)
+
+
+# -- cause and symptom events (6.4+) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", AUTH)
+def test_symptoms_get_a_pointer_from_64_and_60_is_never_asked_for_ranks(
+        contract: ZabbixContract, auth: str, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """6.4+: the rank is read (``cause_eventid``), the cause gets the analysis and a symptom
+    one line naming its cause, also a cause outside the page. 6.0 knows no ranks: never asked
+    for them, every event is a cause."""
+    ranks = v(contract.version) >= (6, 4)
+    contract.add_problem(90, "20001", UNIT_FAILED)  # before the first start
+    pipe = Pipeline(client(contract, auth), open_state(tmp_path / "s.db").ledger, lambda: test_knowledge,
+                    intake=IntakeSettings(), ack=AcknowledgeSettings())
+    assert pipe.run_once().acknowledged == 0
+    contract.add_problem(101, "20002", DISK_FULL)
+    contract.add_problem(102, "20001", UNIT_FAILED, cause=101 if ranks else 0)
+    contract.add_problem(103, "20002", DISK_FULL, cause=90 if ranks else 0)
+    assert pipe.run_once().acknowledged == 3
+    assert messages(contract, 101)[0].startswith(f"{MARKER} linux / disk-full")
+    if ranks:
+        for symptom, cause, host in ((102, 101, "db-1"), (103, 90, "web-1")):
+            name = contract.events[str(cause)]["name"]
+            assert messages(contract, symptom) == [
+                f"{MARKER} symptom of event {cause} ({host}: {name}): see its Hefestus message"]
+    else:
+        assert messages(contract, 102)[0].startswith(f"{MARKER} linux / service-failed")
+        assert messages(contract, 103)[0].startswith(f"{MARKER} linux / disk-full")
+    outputs = [c.params["output"] for c in contract.calls if c.method == "event.get" and "selectTags" in c.params]
+    assert outputs and all(("cause_eventid" in o) == ranks for o in outputs)
+    assert pipe.run_once().acknowledged == 0
+    assert_obeys(contract)
+
+
+def test_ranking_a_symptom_through_event_acknowledge_is_64_and_later(contract: ZabbixContract) -> None:
+    """What the integration test does as Admin on the real 7.0: action 256 with cause_eventid."""
+    contract.add_problem(101, "20002", DISK_FULL)
+    contract.add_problem(102, "20001", UNIT_FAILED)
+    _, answer = authed(contract, rpc("event.acknowledge", {"eventids": ["102"], "action": 256, "cause_eventid": "101"}))
+    if v(contract.version) >= (6, 4):
+        assert answer["result"] == {"eventids": [102]} and contract.events["102"]["cause_eventid"] == "101"
+        _, answer = authed(contract, rpc("event.acknowledge", {"eventids": ["102"], "action": 128}))
+        assert "result" in answer and contract.events["102"]["cause_eventid"] == "0"
+    else:
+        assert answer["error"]["code"] == -32602
+        assert "cause_eventid" not in contract.events["102"]
+
+
+class RanksEverywhere(ZabbixClient):
+    """A regression: the rank asked for whatever the version."""
+
+    @property
+    def _rank_output(self) -> list[str]:
+        return ["cause_eventid"]
+
+
+def test_asking_60_for_ranks_fails_these_tests(contract: ZabbixContract) -> None:
+    contract.add_problem(101, "20001", UNIT_FAILED)
+    zbx = client(contract, "password", RanksEverywhere)
+    if contract.version != "6.0":
+        zbx.events(EventFilter(), eventid_from=0)
+        assert_obeys(contract)
+        return
+    with pytest.raises(ZabbixRejected, match="output"):
+        zbx.events(EventFilter(), eventid_from=0)
+    with pytest.raises(AssertionError, match="Zabbix 6.0 rules broken"):
+        assert_obeys(contract)

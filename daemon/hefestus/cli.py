@@ -1,4 +1,4 @@
-"""Command line: ``hefestus run | check | analyze | eval | serve | state | remediation``.
+"""Command line: ``hefestus run | check | analyze | eval | serve | state | remediation | unclassified``.
 
 Parses arguments, calls :mod:`hefestus.app` (the composition root) and prints: it
 builds nothing itself.
@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("state", help="show the cursor and the latest handled events")
     st.add_argument("--limit", type=int, default=20)
     st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
+    un = sub.add_parser("unclassified", help="the event kinds no pattern matched, most frequent first "
+                                             "(--draft: a [[pattern]] to start from for each)")
+    un.add_argument("--since", default="7d", metavar="AGE", help="last seen within this long (7d, 12h, 30m; default 7d)")
+    un.add_argument("--limit", type=int, default=20)
+    un.add_argument("--draft", action="store_true",
+                    help="print a [[pattern]] skeleton per kind, to paste into patterns/<domain>.toml")
     return p
 
 
@@ -100,6 +106,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _state(settings, args)
     if args.command == "remediation":
         return _remediation(settings, args)
+    if args.command == "unclassified":
+        return _unclassified(settings, args)
     from hefestus.app.build import build
     from hefestus.app.daemon import run_once, serve_forever
 
@@ -270,4 +278,31 @@ def _state(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{e.eventid:>10}  {e.state:<8} {what:<40} {e.detail}")
     finally:
         state.close()
+    return EXIT_OK
+
+
+def _unclassified(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from hefestus.analysis.teach import draft, listing, parse_since
+    from hefestus.app.build import open_store
+
+    try:
+        since = time.time() - parse_since(args.since)
+    except ValueError as exc:
+        print(f"hefestus: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    redact = Redactor(settings.redaction.patterns)  # samples were redacted when stored; today's rules too
+    state = open_store(settings)
+    try:
+        kinds = [dataclasses.replace(k, sample=redact(k.sample))
+                 for k in state.unclassified.kinds(since=since, limit=args.limit)]
+    finally:
+        state.close()
+    if not kinds:
+        print(f"(no unclassified events in the last {args.since})")
+    # Not the printed draft: redacting its regex could turn a `\\S+` into a marker.
+    for text in ([draft(k) for k in kinds] if args.draft else listing(kinds)):
+        print(text)
     return EXIT_OK

@@ -3,8 +3,9 @@
 * :func:`problem` builds a :class:`~hefestus.values.Problem` with sane defaults.
 * :class:`FakeZabbix` implements the pipeline's ports in memory, including
   Zabbix's quirks that matter for exactly-once: ids that become visible late,
-  outages, and messages that stick to events, each with its author (only
-  Hefestus's own user's marker counts; anyone can type "[Hefestus]").
+  outages, messages that stick to events, each with its author (only
+  Hefestus's own user's marker counts; anyone can type "[Hefestus]"), and the
+  cause/symptom ranks of Zabbix 6.4+.
 
 The lab for a real Zabbix, the fake servers and the other test helpers live in
 ``tests/support/``: they are not shipped.
@@ -46,6 +47,8 @@ class FakeZabbix:
     down: bool = False
     refuse: set[int] = field(default_factory=set)
     latest: int = 0
+    #: Zabbix 6.4+ ranks: symptom event id -> its cause's event id (see :meth:`rank`).
+    causes: dict[int, int] = field(default_factory=dict)
 
     def add(self, *problems: Problem) -> None:
         for p in problems:
@@ -61,10 +64,22 @@ class FakeZabbix:
         """Someone else (an operator, by default) writes a message on the event."""
         self.comments.setdefault(eventid, []).append((userid, message))
 
+    def rank(self, symptom: int, cause: int | None) -> None:
+        """An operator ranks ``symptom`` as a symptom of ``cause`` (event.acknowledge action
+        256), or back to a cause (128) with ``cause=None``."""
+        if cause is None:
+            self.causes.pop(symptom, None)
+        else:
+            self.causes[symptom] = cause
+
     def _view(self, p: Problem) -> Problem:
         ours = {self.userid, *self.hefestus_users}
         written = [(self.userid, m) for m in self.acks.get(p.eventid, [])]
-        return replace(p, acks=tuple(Ack(u, m, u in ours) for u, m in self.comments.get(p.eventid, []) + written))
+        cause = self.causes.get(p.eventid, 0)
+        known = self.visible.get(cause)
+        return replace(p, acks=tuple(Ack(u, m, u in ours) for u, m in self.comments.get(p.eventid, []) + written),
+                       cause_eventid=cause, cause_host=known.host if known else "",
+                       cause_name=known.name if known else "")
 
     def group_ids(self, names: Sequence[str]) -> tuple[str, ...]:
         self._check("group_ids", tuple(names))

@@ -98,12 +98,17 @@ class Problem:
     acknowledged: bool = False
     #: Messages already attached to the event (used to spot Hefestus's marker).
     acks: tuple[Ack, ...] = ()
+    #: Zabbix 6.4+ rank: the event this one is a symptom of; 0 for a cause (every event on 6.0).
+    cause_eventid: int = 0
+    #: The cause's host and problem name, for a symptom's pointer ("" when not readable).
+    cause_host: str = ""
+    cause_name: str = ""
 
     def __post_init__(self) -> None:
         # Text from logs can hold bytes that are not UTF-8 (lone surrogates after a lenient
         # decode): RE2, the model request and Zabbix's JSON-RPC all refuse those, and one such
         # event must not stall the poll behind it. Made valid here, once, at the edge.
-        for name in ("name", "opdata"):
+        for name in ("name", "opdata", "cause_host", "cause_name"):
             object.__setattr__(self, name, valid_text(getattr(self, name)))
         object.__setattr__(self, "hosts", tuple(valid_text(h) for h in self.hosts))
         object.__setattr__(self, "tags", tuple((valid_text(t), valid_text(v)) for t, v in self.tags))
@@ -114,6 +119,11 @@ class Problem:
     @property
     def host(self) -> str:
         return self.hosts[0] if self.hosts else ""
+
+    @property
+    def symptom(self) -> bool:
+        """Ranked by an operator as a symptom of another problem (Zabbix 6.4+)."""
+        return self.cause_eventid != 0
 
     @property
     def error_text(self) -> str:

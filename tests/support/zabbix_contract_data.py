@@ -95,9 +95,10 @@ class ContractMethods:
     _ack_ids = itertools.count(1)
 
     def add_problem(self, eventid: int, triggerid: str, text: str, *, clock: int | None = None, severity: int = 4,
-                    acks: tuple[tuple[str, str], ...] = (), resolved: bool = False, suppressed: bool = False) -> None:
+                    acks: tuple[tuple[str, str], ...] = (), resolved: bool = False, suppressed: bool = False,
+                    cause: int = 0) -> None:
         """A problem event of ``triggerid`` raised by ``text`` in its first text item's history;
-        ``acks`` are (userid, message) already on it."""
+        ``acks`` are (userid, message) already on it; ``cause``: ranked a symptom of it (6.4+)."""
         clock = clock if clock is not None else int(time.time()) - 60
         itemid = self.triggers[triggerid][0]
         self.history.append({"itemid": itemid, "clock": str(clock), "ns": "500", "value": text})
@@ -114,7 +115,9 @@ class ContractMethods:
                        "message": m, "action": "4", "old_severity": "0", "new_severity": "0"} for u, m in acks],
         }
         if self.rules.version != "6.0":
-            self.events[str(eventid)]["cause_eventid"] = "0"
+            self.events[str(eventid)]["cause_eventid"] = str(cause)
+        else:
+            assert not cause, "6.0 has no cause and symptom events"
 
     # -- anonymous ------------------------------------------------------------------------
 
@@ -247,6 +250,11 @@ class ContractMethods:
         ids = sorted(_ids(params.get("eventids", [])), key=int)
         if not ids or any(i not in self.events for i in ids):
             raise app_error(NO_OBJECT)
+        if action & 256 and str(params.get("cause_eventid", "")) not in self.events:
+            raise invalid_params('Invalid parameter "/cause_eventid": an event is expected.')
+        if action & 384:  # 128: rank as cause; 256: as symptom of ``cause_eventid`` (6.4+)
+            for i in ids:
+                self.events[i]["cause_eventid"] = str(params["cause_eventid"]) if action & 256 else "0"
         for i in ids:
             self.events[i]["_acks"].append({
                 "acknowledgeid": str(next(self._ack_ids)), "userid": userid, "clock": str(int(time.time())),

@@ -10,7 +10,7 @@ What it owns, so nothing else has to know:
 * version differences: ``select_acknowledges`` (6.0) vs ``selectAcknowledges``
   (7.2 accepts only that), ``selectGroups`` vs ``selectHostGroups`` (6.2+);
   auth in the body (< 6.4) or a Bearer header, which pyzabbix picks from the
-  detected version;
+  detected version; the cause/symptom rank (``cause_eventid``) asked for from 6.4 only;
 * raw dicts -> frozen :class:`~hefestus.values.Problem`, with the full item
   values, since ``opdata`` is cut to 20 characters per macro;
 * who Hefestus is: its own user id, learned once after login, when the first
@@ -160,6 +160,11 @@ class ZabbixClient:
         return "selectAcknowledges" if self._at_least("7.0") else "select_acknowledges"
 
     @property
+    def _rank_output(self) -> list[str]:
+        """Cause and symptom events exist from 6.4: never ask 6.0 for ``cause_eventid``."""
+        return ["cause_eventid"] if self._at_least("6.4") else []
+
+    @property
     def _groups_param(self) -> tuple[str, str]:
         return ("selectHostGroups", "hostgroups") if self._at_least("6.2") else ("selectGroups", "groups")
 
@@ -206,7 +211,7 @@ class ZabbixClient:
     def events(self, flt: EventFilter, *, eventid_from: int | None = None,
                eventids: Sequence[int] | None = None, limit: int | None = None) -> list[Problem]:
         """Problem events with hosts, groups, tags, acknowledgements and item values."""
-        params = {**self._base(flt), "output": _EVENT_OUTPUT,
+        params = {**self._base(flt), "output": _EVENT_OUTPUT + self._rank_output,
                   "selectHosts": ["hostid", "host", "name"], "selectTags": ["tag", "value"],
                   self._acks_param: ["userid", "message"]}
         if eventids is not None:
@@ -223,7 +228,24 @@ class ZabbixClient:
         groups = self._host_groups({h["hostid"] for r in rows for h in r.get("hosts", [])})
         items = self._item_values(rows)
         ours = self.hefestus_userids()
-        return [_problem(r, groups, items.get(r["eventid"], ()), ours) for r in rows]
+        causes = self._causes(rows)
+        return [_problem(r, groups, items.get(r["eventid"], ()), ours, causes) for r in rows]
+
+    def _causes(self, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+        """(host, problem name) of each symptom's cause, for its pointer; read once per page.
+        A cause Hefestus may not read is simply absent."""
+        wanted = {str(r.get("cause_eventid", "0")) for r in rows} - {"0"}
+        if not wanted:
+            return {}
+        out = {r["eventid"]: (r["hosts"][0].get("host", "") if r.get("hosts") else "", r.get("name", ""))
+               for r in rows if r["eventid"] in wanted}
+        missing = sorted(wanted - set(out), key=int)
+        if missing:
+            for r in self.call("event.get", eventids=missing, source=0, object=0,
+                               output=["eventid", "name"], selectHosts=["host"]):
+                hosts = r.get("hosts") or [{}]
+                out[r["eventid"]] = (hosts[0].get("host", ""), r.get("name", ""))
+        return out
 
     def hefestus_userids(self) -> frozenset[str]:
         """Whose messages are Hefestus's: its own user (asked once), plus ``hefestus_users``."""
@@ -347,8 +369,11 @@ def _translate_api(method: str, exc: ZabbixAPIException) -> Exception:
 
 
 def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
-             items: tuple[ItemValue, ...], ours: Collection[str]) -> Problem:
+             items: tuple[ItemValue, ...], ours: Collection[str],
+             causes: dict[str, tuple[str, str]] | None = None) -> Problem:
     hosts = row.get("hosts", [])
+    cause = str(row.get("cause_eventid", "0") or "0")
+    cause_host, cause_name = (causes or {}).get(cause, ("", ""))
     host_groups = sorted({g for h in hosts for g in groups.get(h["hostid"], ())})
     acks = row.get("acknowledges", [])
     return Problem(
@@ -361,4 +386,5 @@ def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
         acknowledged=str(row.get("acknowledged", "0")) == "1",
         acks=tuple(Ack(str(a.get("userid", "")), a.get("message", ""), str(a.get("userid", "")) in ours)
                    for a in acks),
+        cause_eventid=int(cause), cause_host=cause_host, cause_name=cause_name,
     )

@@ -8,7 +8,8 @@ in their order:
     Pipeline(zabbix, ledger, knowledge,
              analysis=Analyzer(model, answer cache),
              remediation=Remediator(rundeck, zabbix, remediation records),
-             after_write=[HandOffRemediation(remediator), Announce(announcer)])
+             after_write=[HandOffRemediation(remediator), Announce(announcer)],
+             unclassified=unclassified kinds (the teach loop))
 
 `hefestus run` builds an :class:`App` with :func:`build`; `serve`, `analyze`,
 `check`, `state` and `remediation` use the smaller builders below, so the CLI
@@ -182,6 +183,6 @@ def build(settings: Settings) -> App:
         after_write.append(Announce(announcer))
     pipeline = Pipeline(zabbix, state.ledger, knowledge, intake=settings.intake, ack=settings.acknowledge,
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
-                        remediation=remediator, after_write=after_write)
+                        remediation=remediator, after_write=after_write, unclassified=state.unclassified)
     return App(settings, zabbix, state, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
                dispatcher, remediator, rundeck)

@@ -87,6 +87,10 @@ class IntakeSettings(Section):
     page_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     #: Permanent failures (Zabbix refusing the write) tolerated before an event is given up.
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    #: A problem an operator ranked as a symptom of another (Zabbix 6.4+): "point" writes one
+    #: line naming its cause, "skip" writes nothing, "analyse" treats it like a cause. A
+    #: symptom never starts a remediation.
+    symptoms: Literal["point", "skip", "analyse"] = "point"
 
     @field_validator("min_severity", mode="before")
     @classmethod

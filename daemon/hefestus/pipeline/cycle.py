@@ -1,7 +1,8 @@
 """One poll cycle, as small typed stages composed in one place.
 
     fetch      event.get: ids past the cursor (and the overlap window behind it)
-    triage     skip what must not be touched (marker, resolved, backlog)
+    triage     skip what must not be touched (marker, resolved, backlog); a symptom
+               (Zabbix 6.4+) gets one line naming its cause, or nothing ([intake] symptoms)
     classify   routing rules, then the pattern dictionaries     (classify/)
     analyse    pattern suggestion, model answer per fingerprint  (analysis/)
     decide     self-healing: decided and claimed before a word is written  (remediation/)
@@ -34,12 +35,13 @@ from dataclasses import replace
 import structlog
 
 from hefestus.analysis.fingerprint import mask_hosts, normalise
+from hefestus.analysis.teach import sighting
 from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import ZabbixRejected, ZabbixUnavailable
 from hefestus.pipeline.plan import CycleReport, Planned
-from hefestus.pipeline.ports import AfterWrite, Analysis, Remediation, Zabbix
-from hefestus.pipeline.render import MARKER, cut, render
+from hefestus.pipeline.ports import AfterWrite, Analysis, Remediation, UnclassifiedLog, Zabbix
+from hefestus.pipeline.render import MARKER, cut, pointer, render
 from hefestus.redact import unredacted
 from hefestus.remediation.decision import Decision
 from hefestus.state.ledger import FINAL_STATES, EventState, Ledger
@@ -66,7 +68,7 @@ class Pipeline:
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
                  redact: Callable[[str], str] = unredacted, remediation: Remediation | None = None,
-                 after_write: Sequence[AfterWrite] = ()) -> None:
+                 after_write: Sequence[AfterWrite] = (), unclassified: UnclassifiedLog | None = None) -> None:
         self._zbx = zabbix
         self._ledger = ledger
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
@@ -81,6 +83,8 @@ class Pipeline:
         self._remediation = remediation
         #: Run, in this order, with the plans whose message Zabbix just stored.
         self._after_write = tuple(after_write)
+        #: Event kinds no pattern matched, for `hefestus unclassified` (the teach loop).
+        self._unclassified = unclassified
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -157,6 +161,11 @@ class Pipeline:
         removed = self._ledger.prune(self._ledger_days, keep_above=cursor - self._intake.overlap_ids + 1)
         if removed:
             log.info("ledger pruned", removed=removed, older_than_days=self._ledger_days)
+        if self._unclassified is not None:
+            try:
+                self._unclassified.prune(self._ledger_days)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping for the teach loop only
+                log.error("pruning unclassified kinds failed", error=str(exc))
 
     def _handle(self, problems: list[Problem], report: CycleReport, dry_run: bool,
                 backlog: tuple[int, int]) -> set[int]:
@@ -175,9 +184,25 @@ class Pipeline:
         # Written group by group as they are ready: a storm's known kinds are acknowledged in
         # seconds, and each model-answered kind as soon as its answer is in, never after the
         # slowest answer of the page.
-        for ready in self._analyse(triaged, remember=not dry_run):
-            final.update(self._write_group(ready, report, dry_run))
+        try:
+            for ready in self._analyse(triaged, remember=not dry_run):
+                final.update(self._write_group(ready, report, dry_run))
+        finally:  # after the writes (no event waits for it), even when Zabbix went away mid-batch
+            if not dry_run:
+                self._record_unclassified([p for p in triaged if p.problem.eventid not in known])
         return final
+
+    def _record_unclassified(self, seen: list[Planned]) -> None:
+        """Count the events (first seen in this batch) that no pattern matched; never raises."""
+        if self._unclassified is None:
+            return
+        try:
+            now = self._clock()
+            self._unclassified.record([sighting(p.problem, p.classification, redact=self._redact, at=now)
+                                       for p in seen if p.classification is not None
+                                       and not p.classification.classified and not p.skip_reason])
+        except Exception as exc:  # noqa: BLE001 - the event is handled either way
+            log.error("recording unclassified events failed", error=str(exc), events=len(seen))
 
     def _write_group(self, ready: list[Planned], report: CycleReport, dry_run: bool) -> set[int]:
         final: set[int] = set()
@@ -210,6 +235,11 @@ class Pipeline:
             return Planned(problem, None, None, "acknowledged by a person before Hefestus started")
         if problem.eventid <= backlog_until and problem.clock < backlog_since:
             return Planned(problem, None, None, "older than the first-start backlog window")
+        if problem.symptom and self._intake.symptoms == "skip":
+            return Planned(problem, None, None, f"symptom of event {problem.cause_eventid} (symptoms = skip)")
+        if problem.symptom and self._intake.symptoms == "point":  # one line, no analysis
+            limit = self._ack.max_length
+            return Planned(problem, None, cut(self._redact(pointer(problem, limit=limit)), limit))
         return Planned(problem, knowledge.classify(problem), None)
 
     def _analyse(self, triaged: list[Planned], *, remember: bool) -> Iterator[list[Planned]]:
@@ -237,7 +267,7 @@ class Pipeline:
 
     def _decide(self, problem: Problem, c: Classification, *, remember: bool) -> Decision | None:
         """The self-healing decision, claimed (persisted) before the first message says it."""
-        if self._remediation is None:
+        if self._remediation is None or problem.symptom:  # a symptom's cause is what to heal
             return None
         return self._remediation.plan(problem, c, persist=remember)
 
@@ -318,8 +348,11 @@ class Pipeline:
                           events=len(plans))
         for p in plans:
             c = p.classification
-            assert c is not None
             report.acknowledged += 1
+            if c is None:  # a symptom's pointer
+                log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
+                         symptom_of=p.problem.cause_eventid, batch=len(plans))
+                continue
             log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
                      domain=c.domain, category=c.category or "unclassified", pattern=c.pattern_id,
                      source=p.suggestion.source if p.suggestion else c.source, batch=len(plans))

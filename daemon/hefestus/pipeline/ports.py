@@ -12,6 +12,7 @@ from typing import Protocol
 
 from hefestus.pipeline.plan import Planned
 from hefestus.remediation.decision import Decision
+from hefestus.state.unclassified import Sighting
 from hefestus.values import (
     Classification,
     EventFilter,
@@ -88,3 +89,12 @@ class AfterWrite(Protocol):
     name: str
 
     def __call__(self, written: Sequence[Planned]) -> None: ...
+
+
+class UnclassifiedLog(Protocol):
+    """Where the pipeline records the events no pattern matched, for ``hefestus unclassified``
+    (:class:`hefestus.state.UnclassifiedKinds`). The pipeline logs its errors and goes on."""
+
+    def record(self, sightings: Sequence[Sighting]) -> None: ...
+
+    def prune(self, older_than_days: int) -> int: ...

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hefestus.classify.patterns import UNKNOWN_DOMAIN
-from hefestus.values import Classification, Suggestion
+from hefestus.values import Classification, Problem, Suggestion
 
 MARKER = "[Hefestus]"
 ZABBIX_MESSAGE_LIMIT = 2048
@@ -131,3 +131,12 @@ def _render(s: Suggestion, c: Classification, limit: int, remediation: str,
     if len(text) > limit:
         text = cut(text, limit)
     return text
+
+
+def pointer(problem: Problem, *, limit: int = ZABBIX_MESSAGE_LIMIT) -> str:
+    """The one line a symptom gets (``[intake] symptoms = "point"``): where its advice is."""
+    what = f"{problem.cause_host}: {problem.cause_name}" if problem.cause_host else problem.cause_name
+    limit = min(limit, ZABBIX_MESSAGE_LIMIT)
+    about = f" ({_cut(' '.join(what.split()), max(limit - 80, 20))})" if what else ""
+    text = f"{MARKER} symptom of event {problem.cause_eventid}{about}: see its Hefestus message"
+    return cut(printable(text), limit)

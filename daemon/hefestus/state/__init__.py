@@ -1,4 +1,4 @@
-"""Hefestus's durable state: one SQLite file, three repositories over one connection.
+"""Hefestus's durable state: one SQLite file, four repositories over one connection.
 
 Why SQLite: one file, transactional, and with ``synchronous=FULL`` in WAL mode
 a committed write survives a crash or power cut. Every state change is its own
@@ -17,7 +17,7 @@ untouched: silently starting afresh would re-handle (or skip) events, and
 running against a schema this code does not know could misread it, so the
 operator must decide.
 
-The file holds three kinds of state, each with its own repository:
+The file holds four kinds of state, each with its own repository:
 
 * :class:`Ledger` (:mod:`.ledger`): the poll cursor and the ledger of handled
   events, described above;
@@ -26,7 +26,9 @@ The file holds three kinds of state, each with its own repository:
 * :class:`RemediationRecords` (:mod:`.remediations`): self-healing's safety
   state (schema 3): one row per event (its primary key is the "at most once per
   event" rule), written *before* Rundeck is asked to run anything; the per-job
-  circuit breakers; and an append-only audit trail of every decision.
+  circuit breakers; and an append-only audit trail of every decision;
+* :class:`UnclassifiedKinds` (:mod:`.unclassified`): the event kinds no pattern
+  matched (schema 4), by fingerprint, for ``hefestus unclassified``.
 
 They share one connection and one lock (:mod:`.db`), so a consumer is handed
 just the repository it needs and the file is opened once, by :func:`open_state`.
@@ -47,6 +49,7 @@ from hefestus.state.remediations import (
     RemediationRecords,
     RunState,
 )
+from hefestus.state.unclassified import Sighting, UnclassifiedKind, UnclassifiedKinds
 
 __all__ = [
     "FINAL_STATES",
@@ -60,7 +63,10 @@ __all__ = [
     "RemediationRecord",
     "RemediationRecords",
     "RunState",
+    "Sighting",
     "State",
+    "UnclassifiedKind",
+    "UnclassifiedKinds",
     "open_state",
 ]
 
@@ -73,6 +79,7 @@ class State:
     answers: AnswerCache
     remediations: RemediationRecords
     database: Database
+    unclassified: UnclassifiedKinds
 
     def close(self) -> None:
         """Close the shared connection; the repositories are unusable afterwards."""
@@ -83,4 +90,4 @@ def open_state(path: Path) -> State:
     """Open (creating or upgrading) the state file; :class:`~hefestus.errors.StateError` if unusable."""
     db = Database(path)
     return State(ledger=Ledger(db), answers=AnswerCache(db), remediations=RemediationRecords(db),
-                 database=db)
+                 database=db, unclassified=UnclassifiedKinds(db))

@@ -25,9 +25,10 @@ from typing import Any
 
 from hefestus.errors import StateError
 
-SCHEMA_VERSION = 3  # 2: answers (model answer cache); 3: remediations, breakers, audit
+SCHEMA_VERSION = 4  # 2: answers (model answer cache); 3: remediations, breakers, audit;
+#                    4: unclassified (event kinds no pattern matched)
 
-# Every migration so far only adds tables, so the upgrade path from schema 1 or 2
+# Every migration so far only adds tables, so the upgrade path from schema 1, 2 or 3
 # is this script (all ``IF NOT EXISTS``) followed by bumping ``schema_version``.
 # A migration that changes an existing table must be written out step by step.
 _SCHEMA = """
@@ -95,6 +96,16 @@ CREATE TABLE IF NOT EXISTS remediation_audit (
     action  TEXT NOT NULL,
     detail  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS unclassified (
+    fingerprint TEXT PRIMARY KEY,
+    domain      TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    hosts       TEXT NOT NULL,
+    sample      TEXT NOT NULL,
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unclassified_last_seen ON unclassified (last_seen);
 """
 
 
