@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 
 from hefestus.cli import main
+from tests.support.helpers import offline_config
 from tests.support.paths import DATA
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    p = tmp_path / "hefestus.toml"
-    p.write_text(f'[zabbix]\nurl = "http://127.0.0.1:9"\ntoken = "x"\n[classification]\n'
-                 f'rules_dir = "{DATA / "rules"}"\npatterns_dir = "{DATA / "patterns"}"\n'
-                 f'[state]\npath = "{tmp_path / "state.db"}"\n')
-    return p
+    return offline_config(tmp_path, DATA)
 
 
 def test_analyze_json_picks_the_best_domain(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,7 @@ from hefestus.classify.knowledge import load_knowledge
 from hefestus.classify.patterns import load_catalog
 from hefestus.cli import main
 from hefestus.values import Classification, Suggestion
+from tests.support.helpers import offline_config
 from tests.support.paths import DATA, ROOT
 
 CORPUS = DATA / "corpus"
@@ -150,11 +151,7 @@ def test_gate_reasons_are_read_from_the_suggestion() -> None:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    p = tmp_path / "hefestus.toml"
-    p.write_text(f'[zabbix]\nurl = "http://127.0.0.1:9"\ntoken = "x"\n[classification]\n'
-                 f'rules_dir = "{ROOT / "rules"}"\npatterns_dir = "{ROOT / "patterns"}"\n'
-                 f'[state]\npath = "{tmp_path / "state.db"}"\n')
-    return p
+    return offline_config(tmp_path, ROOT)
 
 
 def test_eval_command_prints_json_with_the_documented_keys(config: Path, tmp_path: Path,

@@ -87,3 +87,13 @@ def toml_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def offline_config(tmp_path: Path, base: Path) -> Path:
+    """A hefestus.toml for the offline commands (analyze, eval, ...): a Zabbix nobody answers,
+    the rules/ and patterns/ under ``base``, the state file in ``tmp_path``."""
+    p = tmp_path / "hefestus.toml"
+    p.write_text(f'[zabbix]\nurl = "http://127.0.0.1:9"\ntoken = "x"\n[classification]\n'
+                 f'rules_dir = "{base / "rules"}"\npatterns_dir = "{base / "patterns"}"\n'
+                 f'[state]\npath = "{tmp_path / "state.db"}"\n')
+    return p
