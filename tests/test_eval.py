@@ -16,7 +16,6 @@ from hefestus.classify.evaluate import (
     Sample,
     evaluate,
     format_table,
-    gate_rejections,
     load_corpus,
     misses,
 )
@@ -141,9 +140,9 @@ def _refused(c: Classification, reasons: tuple[str, ...]) -> Suggestion:
 
 def test_gate_reasons_are_read_from_the_suggestion() -> None:
     c = _c("linux", None)
-    assert gate_rejections(Suggestion(c, "x", ("y",), 0.5, "model m", model="m")) == ()
-    assert gate_rejections(Suggestion.from_pattern(c)) == ()  # model down: no answer to judge
-    assert gate_rejections(_refused(c, ("too-short",))) == ("too-short",)
+    assert Suggestion(c, "x", ("y",), 0.5, "model m", model="m").rejected == ()
+    assert Suggestion.from_pattern(c).rejected == ()  # model down: no answer to judge
+    assert _refused(c, ("too-short",)).rejected == ("too-short",)
 
 
 # ------------------------------------------------------------------------------ the command

@@ -14,11 +14,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hefestus import __version__, logs
 from hefestus.config import ApiSettings, Settings, find_config, load_settings
 from hefestus.errors import ConfigError, StateError, ZabbixError
 from hefestus.redact import Redactor
+
+if TYPE_CHECKING:
+    from hefestus.analysis.analyzer import Analyzer
+    from hefestus.app.reload import KnowledgeHolder
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -157,21 +162,30 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_api(settings, api, listening=listening)
 
 
+def _offline(args: argparse.Namespace, *, model: bool) -> tuple[Settings, KnowledgeHolder, Analyzer, Redactor]:
+    """What `analyze` and `eval` classify and ask with, as the daemon would, but offline (no
+    Zabbix, no state file); the model only when ``model``. ``--domain`` must name a dictionary."""
+    from hefestus.app.build import build_offline
+
+    settings = _offline_settings(args)
+    if not model:
+        settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
+    knowledge, analyzer, _, redact = build_offline(settings)
+    catalog = knowledge().catalog
+    if args.domain and args.domain not in catalog:
+        analyzer.close()
+        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
+    return settings, knowledge, analyzer, redact
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from hefestus.api.backend import problem_from_text, redacted
-    from hefestus.app.build import build_offline
     from hefestus.pipeline.render import render
     from hefestus.values import valid_text
 
     # Bytes that are not UTF-8 arrive as lone surrogates (stdin and argv): U+FFFD, as in the pipeline.
     text = valid_text(sys.stdin.read() if args.text == "-" else args.text)
-    settings = _offline_settings(args)
-    if args.no_model:
-        settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
-    knowledge, analyzer, _, redact = build_offline(settings)
-    catalog = knowledge().catalog
-    if args.domain and args.domain not in catalog:
-        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(catalog.domains)}")
+    _, knowledge, analyzer, redact = _offline(args, model=not args.no_model)
     c = knowledge().analyze(text, args.domain)
     try:
         s = redacted(analyzer.suggest([(problem_from_text(text), c)], remember=False)[0], redact)
@@ -191,21 +205,15 @@ def _eval(args: argparse.Namespace) -> int:
     import dataclasses
 
     from hefestus.api.backend import problem_from_text
-    from hefestus.app.build import build_offline
     from hefestus.classify.evaluate import CorpusError, evaluate, format_table, load_corpus, misses
     from hefestus.values import Classification, Suggestion
 
-    settings = _offline_settings(args)
-    if not args.model:
-        settings = settings.model_copy(update={"ollama": settings.ollama.model_copy(update={"model": ""})})
-    elif not settings.ollama.model:
+    if args.model and not _offline_settings(args).ollama.model:
         raise ConfigError("--model: no model is configured ([ollama] model)")
+    settings, knowledge, analyzer, redact = _offline(args, model=args.model)
     # Logs (model calls, retries) go to stderr: stdout is the report, --json must stay parseable.
-    logs.setup(settings.logging.level, settings.logging.format, redact=Redactor(settings.redaction.patterns))
-    knowledge, analyzer, _, redact = build_offline(settings)
+    logs.setup(settings.logging.level, settings.logging.format, redact=redact)
     k = knowledge()
-    if args.domain and args.domain not in k.catalog:
-        raise ConfigError(f"unknown domain {args.domain!r}; known: {', '.join(k.catalog.domains)}")
     try:
         samples = load_corpus(args.corpus, domains=k.catalog.domains)
     except CorpusError as exc:

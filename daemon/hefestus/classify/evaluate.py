@@ -254,22 +254,8 @@ def evaluate(samples: Iterable[Sample], classify: Classify, *, suggest: Suggest 
             report.add(Scored(sample, got, c.category))
             continue
         report.add(Scored(sample, got, c.category, asked_model=True, model_answered=s.from_model,
-                           seconds=seconds, rejections=gate_rejections(s)))
+                           seconds=seconds, rejections=s.rejected))
     return report
-
-
-def gate_rejections(s: Suggestion) -> tuple[str, ...]:
-    """The reason codes of the model answers the gate refused for this text.
-
-    Read from ``Suggestion.rejected`` (one code per refused answer, from
-    :mod:`hefestus.analysis.gate`); read defensively, so a build whose Suggestion does not
-    carry it yet counts no rejections rather than failing. A text whose model call failed
-    outright has none either: it is counted under ``no_answer``.
-    """
-    reasons = getattr(s, "rejected", ())
-    if isinstance(reasons, tuple | list) and all(isinstance(r, str) for r in reasons):
-        return tuple(reasons)
-    return ()
 
 
 # --------------------------------------------------------------------------- printing
