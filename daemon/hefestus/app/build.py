@@ -63,6 +63,8 @@ class App:
     dispatcher: Dispatcher | None
     remediator: Remediator
     rundeck: RundeckClient | None
+    #: The one redactor every way out shares (messages, logs, model, notifications, API).
+    redactor: Redactor
 
     def close(self) -> None:
         self.remediator.stop(10)
@@ -79,7 +81,7 @@ class App:
 
     def backend(self, wake: Callable[[], None] | None = None) -> ApiBackend:
         return ApiBackend(self.knowledge, self.analyzer, self.health, model_check=self.model_check,
-                          wake=wake, redact=Redactor(self.settings.redaction.patterns))
+                          wake=wake, redact=self.redactor)
 
     def model_check(self) -> tuple[bool, str]:
         if not self.analyzer.enabled:
@@ -185,4 +187,4 @@ def build(settings: Settings) -> App:
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
                         remediation=remediator, after_write=after_write, unclassified=state.unclassified)
     return App(settings, zabbix, state, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
-               dispatcher, remediator, rundeck)
+               dispatcher, remediator, rundeck, redactor)
