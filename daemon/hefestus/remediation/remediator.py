@@ -109,10 +109,8 @@ class Remediator:
         eventid, host = problem.eventid, problem.host
         existing = self._records.remediation(eventid)
         if existing is not None and existing.state == "queued":  # claimed, not run yet: still a run
-            return Decision("run", self._line(
-                f"Self-healing: running {rule.label}"
-                f"{' with ' + options_text(existing.options) if existing.options else ''} — outcome "
-                "will follow"), eventid, host, rule, existing.options, existing.node_filter, claimed=True)
+            return Decision("run", self._running(rule, existing.options), eventid, host, rule,
+                            existing.options, existing.node_filter, claimed=True)
         if existing is not None:
             return Decision("already", self._line(f"Self-healing: {rule.label} already handled "
                                                   f"for this event ({_progress(existing)})"),
@@ -124,7 +122,7 @@ class Remediator:
         options, node_filter, why = rule.render(problem, classification)
         if why:
             return self._refused(eventid, host, rule, Refusal("not-allowed", why))
-        shown = f" with {options_text(options)}" if options else ""
+        shown = _with(options)
         if self._s.mode == "dry-run" or rule.dry_run:
             notes = []
             if rule.dry_run and self._s.mode != "dry-run":
@@ -146,14 +144,16 @@ class Remediator:
         limit = self._policy.refusal(rule, host)
         if limit is not None:
             return self._refused(eventid, host, rule, limit)
-        return Decision("run", self._line(f"Self-healing: running {rule.label}{shown} — outcome will follow"),
-                        eventid, host, rule, options, node_filter)
+        return Decision("run", self._running(rule, options), eventid, host, rule, options, node_filter)
 
     def _refused(self, eventid: int, host: str, rule: RemediationRule, why: Refusal,
                  summary: str | None = None) -> Decision:
         detail = self._redact(why.text)
         return Decision("refused", self._line(summary or f"Self-healing refused: {detail}"), eventid, host,
                         rule, reason=why.code, detail=detail)
+
+    def _running(self, rule: RemediationRule, options: tuple[tuple[str, str], ...]) -> str:
+        return self._line(f"Self-healing: running {rule.label}{_with(options)} — outcome will follow")
 
     def _line(self, text: str) -> str:
         return cut(" ".join(self._redact(text).split()), _SUMMARY)
@@ -207,8 +207,7 @@ class Remediator:
             log.info("remediation refused when claimed", eventid=decision.eventid, reason=limit.code)
             refused = self._refused(decision.eventid, decision.host, rule, limit)
             return replace(refused, claimed=True), True
-        self._engine.audit(rec, "run", f"queued {rule.label}"
-                           f"{' with ' + options_text(decision.options) if decision.options else ''}")
+        self._engine.audit(rec, "run", f"queued {rule.label}{_with(decision.options)}")
         return replace(decision, claimed=True), False
 
     # -- acting -----------------------------------------------------------------------
@@ -267,6 +266,10 @@ class Remediator:
 
     def prune(self, older_than_days: int) -> int:
         return self._records.prune_remediation(older_than_days)
+
+
+def _with(options: tuple[tuple[str, str], ...]) -> str:
+    return f" with {options_text(options)}" if options else ""
 
 
 def _progress(rec: RemediationRecord) -> str:
