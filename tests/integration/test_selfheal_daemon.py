@@ -5,7 +5,6 @@ outcome and the closed loop follow as further messages; dry-run runs nothing."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,24 +14,9 @@ from hefestus.pipeline.render import MARKER
 from tests.support.faults import record_fault
 from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab
-from tests.support.paths import ROOT
 from tests.support.rundeck import FakeRundeck
+from tests.support.selfheal import RESTART, TOKEN, UNIT_FAILED, rules_with_real_job
 from tests.support.zabbix_config import write_config
-
-TOKEN = "it-rundeck-token-0123456789"
-RESTART = "3f2a9c1e-6b0d-4c55-9a57-2b8f0e6d1c44"
-UNIT_FAILED = "Nov 24 03:12:09 web systemd[1]: nginx.service: Failed with result 'exit-code'."
-
-
-def rules_with_real_job(tmp_path: Path) -> Path:
-    """The shipped rules, with the restart rule's placeholder id replaced by a real one."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    linux = rules / "50-linux.toml"
-    text = linux.read_text().replace("00000000-0000-0000-0000-000000000001", RESTART)
-    text = text.replace("max_runs_per_hour = 4 ", "max_runs_per_hour = 100 ")  # the limit has its own tests
-    linux.write_text(text.replace("recovery_window = 300 ", "recovery_window = 3 "))  # a short loop
-    return rules
 
 
 def config(tmp_path: Path, url: str, mode: str) -> Path:

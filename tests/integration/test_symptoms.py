@@ -21,10 +21,11 @@ from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import load_settings
 from hefestus.pipeline.render import MARKER
 from hefestus.values import EventFilter
-from tests.integration.test_selfheal_daemon import RESTART, TOKEN, UNIT_FAILED, config
+from tests.integration.test_selfheal_daemon import config
 from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
 from tests.support.rundeck import FakeRundeck
+from tests.support.selfheal import RESTART, TOKEN, UNIT_FAILED
 
 
 class Recording(requests.Session):

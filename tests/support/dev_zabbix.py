@@ -16,3 +16,5 @@ SERVER_PORT = int(os.environ.get("HEFESTUS_ZBX_SERVER_PORT") or PORTS.get(VERSIO
 URL = f"http://127.0.0.1:{WEB_PORT}"
 #: Its run directory: zabbix_server.conf, logs, pid files, the frontend copy (ui/).
 RUN_DIR = Path(os.environ.get("HEFESTUS_ZBX_DIR", "/var/tmp/hefestus-zabbix")) / VERSION
+#: Its own database in the host's PostgreSQL cluster (the role has the same name).
+DB_NAME = os.environ.get("HEFESTUS_ZBX_DB") or f"hefestus_zbx{VERSION.replace('.', '')}"
