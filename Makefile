@@ -51,6 +51,13 @@ test-deps:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    chromium chromium-driver systemd >/dev/null; }
+	@# The state backend's tests run a private PostgreSQL cluster (tests/support/postgres.py) with
+	@# the distribution's server binaries (15 on Debian 12).
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql >/dev/null; }
 
 zabbix:
 	bash deploy/dev/zabbix-up.sh $(ZABBIX)

@@ -5,6 +5,7 @@ tests/integration/conftest.py and the browser tests' in tests/browser/conftest.p
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hefestus.errors import ZabbixError
 from tests.support.faults import FAULT_ROWS
 from tests.support.lab import ZabbixLab
 from tests.support.paths import DATA, ROOT
+from tests.support.postgres import ClusterError, PostgresCluster
 from tests.support.zabbix_config import ADMIN, IT_USER, ZABBIX_URL, write_config
 
 
@@ -68,6 +70,42 @@ def admin() -> ZabbixClient:
 @pytest.fixture(scope="session")
 def lab(admin: ZabbixClient) -> ZabbixLab:
     return ZabbixLab(admin.call)
+
+
+# -- the state backends: SQLite, and a private PostgreSQL 15 cluster --------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL 15 cluster for the session (never the machine's own, on 5432).
+
+    Fails, never skips, when the postgresql-15 binaries are missing.
+    """
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        cluster.cleanup()
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """A fresh, empty database of its own for one test (the server started if a test left it down)."""
+    if pg_cluster.pid is None:
+        pg_cluster.start()
+    return pg_cluster.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a new state store lives, once per backend: a SQLite file's path, or the URL of an
+    empty PostgreSQL database (``open_state`` takes either)."""
+    if request.param == "sqlite":
+        return tmp_path / "state.db"
+    return str(request.getfixturevalue("pg_url"))
 
 
 # -- the fault-injection summary -----------------------------------------------------------

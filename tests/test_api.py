@@ -303,11 +303,20 @@ def test_readyz_is_503_while_a_required_component_is_down(client: TestClient, se
     """Only components of ready_requires (zabbix by default) make the process unready."""
     service.ready["model"] = (False, "Ollama unreachable")
     r = client.get("/readyz")
-    assert (r.status_code, r.json()) == (200, {"status": "ready", "failing": {}})
+    assert (r.status_code, r.json()) == (200, {"status": "ready", "failing": {}, "role": "leader"})
     service.ready["zabbix"] = (False, "connection refused")
     r = client.get("/readyz")
-    assert (r.status_code, r.json()) == (503, {"status": "not ready",
+    assert (r.status_code, r.json()) == (503, {"status": "not ready", "role": "leader",
                                                "failing": {"zabbix": "connection refused"}})
+
+
+def test_readyz_says_standby_on_an_instance_that_does_not_lead(client: TestClient, service: FakeService) -> None:
+    """A standby (another instance holds the lease) is ready: it serves the API; it says so."""
+    service.ready["leadership"] = (True, "standby (node-b); leader node-a, epoch 3, lease renewed 0.4 s ago")
+    r = client.get("/readyz")
+    assert (r.status_code, r.json()) == (200, {"status": "ready", "failing": {}, "role": "standby"})
+    service.ready["leadership"] = (True, "leader (node-b); leader this instance, epoch 4, lease renewed 0.1 s ago")
+    assert client.get("/readyz").json()["role"] == "leader"
 
 
 def test_a_required_component_nobody_reports_is_down(service: FakeService) -> None:

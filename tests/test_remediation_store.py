@@ -1,4 +1,5 @@
-"""Self-healing state in the store: added by an additive migration, one row per event, kept."""
+"""Self-healing state in the store: added by an additive migration, one row per event, kept
+(on both backends)."""
 
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ def test_a_v2_state_file_is_migrated_without_losing_anything(tmp_path: Path) -> 
     db.close()
     st = open_state(path)
     s, r = st.ledger, st.remediations
-    assert SCHEMA_VERSION == 4 and s.meta("schema_version") == "4"
+    assert SCHEMA_VERSION == 5 and s.meta("schema_version") == "5"
     assert s.cursor == 41 and s.states([40])[40].state == "done"
     assert r.add_remediation(record(40))
     assert r.remediation(40) == record(40)
 
 
-def test_one_row_per_event_and_what_the_limits_read(tmp_path: Path) -> None:
-    st = open_state(tmp_path / "state.db")
+def test_one_row_per_event_and_what_the_limits_read(state_at: Path | str) -> None:
+    st = open_state(state_at)
     s = st.remediations
     assert s.add_remediation(record(1))
     assert not s.add_remediation(record(1, host="other"))  # at most once per event
@@ -60,7 +61,8 @@ def test_one_row_per_event_and_what_the_limits_read(tmp_path: Path) -> None:
     assert s.breaker("job-1") == (0, None)
     s.set_breaker("job-1", 3, 99.0)
     st.close()
-    s = open_state(tmp_path / "state.db").remediations  # all of it survives a restart
+    st = open_state(state_at)
+    s = st.remediations  # all of it survives a restart
     assert s.breaker("job-1") == (3, 99.0) and s.remediation(2).state == "done"  # type: ignore[union-attr]
     for i in range(3):
         s.audit(AuditEntry(float(i), i, "web1", "restart", "job-1", "run", f"entry {i}"))
@@ -68,3 +70,6 @@ def test_one_row_per_event_and_what_the_limits_read(tmp_path: Path) -> None:
     assert [e.eventid for e in s.audit_trail(eventid=1)] == [1]
     assert s.prune_remediation(1) == 2  # the finished rows (2, 3); row 1 is still queued
     assert s.remediation(1) is not None and s.audit_trail() == []
+    s.audit(AuditEntry(9.0, 9, "web1", "restart", "job-1", "run", "after the prune"))
+    assert s.audit_counts() == {"run": 1} and s.update(1, state="done").state == "done"
+    st.close()

@@ -6,6 +6,10 @@ meta (cursor 100, floor, backlog bounds), ledger rows 101-104 in each state, a
 live and an expired model answer, remediation rows 101 and 105-108 in every
 run state plus 102 finished, two breakers and four audit entries. A daemon
 upgraded in place must read all of it back, and keep writing to it.
+
+The same contents copied into PostgreSQL by ``hefestus state migrate``'s
+:func:`~hefestus.state.transfer.copy_state` must read back, and take new writes,
+exactly the same (``v3_state``: once per backend).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hefestus.state import (
     State,
     open_state,
 )
+from hefestus.state.transfer import copy_state
 
 FIXTURE = Path(__file__).parent / "data" / "state-v3.db"
 ANSWER = '{"cause": "disk full", "fix": "rotate logs"}'
@@ -37,6 +42,21 @@ def v3(tmp_path: Path) -> Path:
     path = tmp_path / "state.db"
     shutil.copyfile(FIXTURE, path)
     return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def v3_state(request: pytest.FixtureRequest, v3: Path) -> Path | str:
+    """The fixture's contents, in a SQLite file or copied into an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return v3
+    url = str(request.getfixturevalue("pg_url"))
+    source, target = open_state(v3), open_state(url)
+    try:
+        copy_state(source.database, target.database)
+    finally:
+        source.close()
+        target.close()
+    return url
 
 
 def _schema(path: Path) -> list[tuple[str, str, str | None]]:
@@ -64,8 +84,8 @@ def test_the_schema_is_the_one_a_new_file_gets(v3: Path, tmp_path: Path) -> None
     assert _schema(v3) == _schema(tmp_path / "new.db")
 
 
-def test_every_value_reads_back(v3: Path) -> None:
-    st = open_state(v3)
+def test_every_value_reads_back(v3_state: Path | str) -> None:
+    st = open_state(v3_state)
     try:
         _assert_fixture_contents(st)
     finally:
@@ -74,7 +94,7 @@ def test_every_value_reads_back(v3: Path) -> None:
 
 def _assert_fixture_contents(st: State) -> None:
     ledger, answers, rem = st.ledger, st.answers, st.remediations
-    assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "4"  # upgraded at open
+    assert ledger.meta("schema_version") == str(SCHEMA_VERSION) == "5"  # upgraded at open
     assert ledger.cursor == 100
     assert (ledger.meta("floor"), ledger.meta("backlog_until"), ledger.meta("backlog_since")) == (
         "90", "120", "80")
@@ -143,8 +163,8 @@ def _assert_fixture_contents(st: State) -> None:
     assert rem.audit_counts() == {"ran": 1, "recovered": 1, "started": 1, "refused": 1}
 
 
-def test_new_writes_work_and_survive_a_restart(v3: Path) -> None:
-    st = open_state(v3)
+def test_new_writes_work_and_survive_a_restart(v3_state: Path | str) -> None:
+    st = open_state(v3_state)
     ledger, answers, rem = st.ledger, st.answers, st.remediations
     ledger.advance_cursor(104)
     ledger.set_meta(floor=100, backlog_until=0)
@@ -164,7 +184,7 @@ def test_new_writes_work_and_survive_a_restart(v3: Path) -> None:
     assert ledger.prune(-1, keep_above=105) == 4
     st.close()
 
-    st = open_state(v3)
+    st = open_state(v3_state)
     ledger, answers, rem = st.ledger, st.answers, st.remediations
     assert ledger.cursor == 104 and ledger.meta("floor") == "100" and ledger.meta("backlog_until") == "0"
     assert ledger.meta("backlog_since") == "80"
@@ -186,17 +206,18 @@ def test_new_writes_work_and_survive_a_restart(v3: Path) -> None:
     st.close()
 
 
-def test_check_constraints_still_hold(v3: Path) -> None:
-    st = open_state(v3)
+def test_check_constraints_still_hold(v3_state: Path | str) -> None:
+    st = open_state(v3_state)
     try:
-        with pytest.raises(StateError, match="CHECK constraint"):
+        with pytest.raises(StateError, match="(?i)check constraint"):
             st.ledger.record([(200, "bogus", None, None, None, "")])  # type: ignore[list-item]
         queued = st.remediations.remediation(107)
         assert queued is not None
-        with pytest.raises(StateError, match="CHECK constraint"):
+        with pytest.raises(StateError, match="(?i)check constraint"):
             st.remediations.save_remediation(replace(queued, state="exploded"))  # type: ignore[arg-type]
-        # INSERT OR IGNORE also ignores a CHECK failure: refused like a second claim, nothing written.
-        assert not st.remediations.add_remediation(_rec(201, host="h", state="exploded"))
+        # A claim that breaks a CHECK is an error, not a lost race: only the key conflict is ignored.
+        with pytest.raises(StateError, match="(?i)check constraint"):
+            st.remediations.add_remediation(_rec(201, host="h", state="exploded"))
         assert st.ledger.states([200]) == {} and st.remediations.remediation(201) is None
         assert st.remediations.remediation(107) == queued
     finally:
@@ -269,6 +290,6 @@ def test_a_v3_file_gains_the_unclassified_table_and_keeps_everything(v3: Path) -
     st = open_state(v3)
     try:
         assert [(k.fingerprint, k.count, k.hosts) for k in st.unclassified.kinds()] == [("fp-1", 1, ("web1",))]
-        assert st.ledger.meta("schema_version") == "4"
+        assert st.ledger.meta("schema_version") == "5"
     finally:
         st.close()

@@ -1,4 +1,5 @@
-"""The state store survives restarts and refuses to silently reset."""
+"""The state store survives restarts and refuses to silently reset (the behaviour on both
+backends, via ``state_at``; the file's failure modes on SQLite)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,32 @@ from pathlib import Path
 import pytest
 
 from hefestus.errors import StateError
-from hefestus.state import State, open_state
+from hefestus.state import EventState, State, open_state
 
 
-def test_cursor_and_ledger_survive_reopen(tmp_path: Path) -> None:
-    st = open_state(tmp_path / "state.db")
+def test_cursor_and_ledger_survive_reopen(state_at: Path | str) -> None:
+    st = open_state(state_at)
     s = st.ledger
     assert s.cursor is None
     s.advance_cursor(10)
     s.advance_cursor(7)  # never backwards
     s.record([(5, "done", "linux", "disk-full", "disk-full", "")])
     st.close()
-    st = open_state(tmp_path / "state.db")
+    st = open_state(state_at)
     s = st.ledger
     assert s.cursor == 10
     assert s.states([5, 6])[5].state == "done" and 6 not in s.states([5, 6])
+    st.close()
 
 
-def test_failures_count_up_to_give_up(tmp_path: Path) -> None:
-    s = open_state(tmp_path / "state.db").ledger
+def test_failures_count_up_to_give_up(state_at: Path | str) -> None:
+    st = open_state(state_at)
+    s = st.ledger
     assert s.record_failure(3, "refused", give_up_after=2) is False
     assert s.states([3])[3].state == "pending"
     assert s.record_failure(3, "refused", give_up_after=2) is True
     assert s.states([3])[3].state == "failed" and s.states([3])[3].attempts == 2
+    st.close()
 
 
 def test_corrupt_file_is_a_clear_error_not_a_reset(tmp_path: Path) -> None:
@@ -67,10 +71,24 @@ def test_read_only_file_is_a_clear_error(tmp_path: Path) -> None:
         d.rmdir()
 
 
-def test_prune_keeps_pending_and_recent(tmp_path: Path) -> None:
-    st = open_state(tmp_path / "state.db")
+def test_prune_keeps_pending_and_recent(state_at: Path | str) -> None:
+    st = open_state(state_at)
     s = st.ledger
     s.record([(1, "done", None, None, None, ""), (2, "pending", None, None, None, "")])
     st.database.execute("UPDATE events SET updated_at = 0")
     assert s.prune(1, keep_above=100) == 1
     assert set(s.states([1, 2])) == {2}
+    st.close()
+
+
+def test_large_ids_and_many_at_once(state_at: Path | str) -> None:
+    """Zabbix event ids are 64-bit, and a page of events is read in chunks below the
+    bound-parameter limits."""
+    st = open_state(state_at)
+    big = 2**62 + 7
+    rows: list[tuple[int, EventState, str | None, str | None, str | None, str]] = [
+        (big, "done", "linux", "x", "y", "")]
+    st.ledger.record(rows + [(i, "skipped", None, None, None, "") for i in range(1, 1201)])
+    st.ledger.advance_cursor(big)
+    assert st.ledger.cursor == big and len(st.ledger.states([big, *range(1, 1301)])) == 1201
+    st.close()

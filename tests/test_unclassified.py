@@ -19,7 +19,7 @@ from hefestus.config import AcknowledgeSettings, IntakeSettings
 from hefestus.errors import StateError
 from hefestus.pipeline.cycle import Pipeline
 from hefestus.redact import REDACTED, Redactor
-from hefestus.state import Sighting, State, UnclassifiedKind, open_state
+from hefestus.state import SCHEMA_VERSION, Sighting, State, UnclassifiedKind, open_state
 from hefestus.state.unclassified import MAX_HOSTS, SAMPLE_LIMIT
 from hefestus.testing import FakeZabbix, problem
 from tests.support.paths import DATA, ROOT
@@ -39,12 +39,12 @@ def _pipeline(zbx: FakeZabbix, state: State, knowledge: Knowledge) -> Pipeline:
 
 
 def test_the_pipeline_counts_one_kind_per_masked_text_and_redacts_the_sample(
-        tmp_path: Path, test_knowledge: Knowledge) -> None:
+        state_at: Path | str, test_knowledge: Knowledge) -> None:
     zbx = FakeZabbix()
     zbx.add(*(problem(i, "frobd log", text=_text(f"web-{i:02d}", 1000 + i), host=f"web-{i:02d}")
               for i in range(1, 26)),
             problem(40, "disk", text=DISK))
-    state = open_state(tmp_path / "s.db")
+    state = open_state(state_at)
     try:
         report = _pipeline(zbx, state, test_knowledge).run_once()
         assert report.acknowledged == 26  # recording took nothing away
@@ -94,8 +94,8 @@ def test_a_dry_run_records_nothing(tmp_path: Path, test_knowledge: Knowledge) ->
         state.close()
 
 
-def test_listing_order_since_limit_bounds_and_prune(tmp_path: Path) -> None:
-    state = open_state(tmp_path / "s.db")
+def test_listing_order_since_limit_bounds_and_prune(state_at: Path | str) -> None:
+    state = open_state(state_at)
     now = time.time()
     try:
         u = state.unclassified
@@ -103,6 +103,10 @@ def test_listing_order_since_limit_bounds_and_prune(tmp_path: Path) -> None:
         u.record([Sighting("often", "database", (f"h{i}",), "x" * (SAMPLE_LIMIT + 50), now - 60)
                   for i in range(30)])
         u.record([Sighting("old", "linux", ("b",), "old thing", now - 30 * 86400)])
+        u.record([Sighting("rare", "linux", ("c",), "rare thing", now - 7200)])  # seen earlier
+        rare = next(k for k in u.kinds() if k.fingerprint == "rare")
+        assert (rare.count, rare.hosts, rare.first_seen, rare.last_seen) == (
+            2, ("a", "c"), now - 7200, now - 3600)
         assert [k.fingerprint for k in u.kinds()] == ["often", "rare", "old"]  # most frequent first
         assert [k.fingerprint for k in u.kinds(since=now - 7 * 86400)] == ["often", "rare"]
         assert [k.fingerprint for k in u.kinds(limit=1)] == ["often"]
@@ -167,9 +171,10 @@ def test_the_draft_pasted_into_a_dictionary_loads_and_classifies_its_sample(tmp_
     assert load_dictionary(target).classify(tricky).pattern_id == "todo-eeeeeeeeee"
 
 
-def test_cli_lists_and_drafts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path)
-    state = open_state(tmp_path / "state.db")
+def test_cli_lists_and_drafts(tmp_path: Path, state_at: Path | str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, state={"url": state_at} if isinstance(state_at, str) else {})
+    state = open_state(state_at)
     now = time.time()
     state.unclassified.record([Sighting("a" * 64, "linux", ("web1", "web2"), "frobd: spool wedged", now - 10),
                                Sighting("a" * 64, "linux", ("web2",), "frobd: spool wedged", now - 5),
@@ -188,7 +193,7 @@ def test_a_newer_state_file_is_still_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     open_state(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
     with pytest.raises(StateError, match="newer Hefestus"):

@@ -62,9 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("remediation", help="the self-healing audit trail: every decision, run and outcome")
     rm.add_argument("--limit", type=int, default=20)
     rm.add_argument("--event", type=int, metavar="EVENTID", help="only this event")
-    st = sub.add_parser("state", help="show the cursor and the latest handled events")
+    st = sub.add_parser("state", help="show the backend, the cursor and the latest handled events")
     st.add_argument("--limit", type=int, default=20)
     st.add_argument("--state", choices=["pending", "done", "failed", "skipped"])
+    st_sub = st.add_subparsers(dest="state_command", metavar="migrate")
+    mg = st_sub.add_parser("migrate", help="copy the configured state into an empty PostgreSQL database")
+    mg.add_argument("--to", required=True, metavar="postgresql://USER@HOST:PORT/DB",
+                    help="the target (password: in the URL, PGPASSWORD or ~/.pgpass)")
     un = sub.add_parser("unclassified", help="the event kinds no pattern matched, most frequent first "
                                              "(--draft: a [[pattern]] to start from for each)")
     un.add_argument("--since", default="7d", metavar="AGE", help="last seen within this long (7d, 12h, 30m; default 7d)")
@@ -276,16 +280,47 @@ def _remediation(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _state(settings: Settings, args: argparse.Namespace) -> int:
-    from hefestus.app.build import open_store
+    from hefestus.app.build import leader_line, open_store
 
+    if args.state_command == "migrate":
+        return _migrate(settings, args.to)
     state = open_store(settings)
     try:
+        print(f"backend: {state.database.dialect} {state.database.describe()}")
+        lead = leader_line(state, settings)
+        if lead:
+            print(f"leader: {lead}")
         print(f"cursor: {state.ledger.cursor}")
         for e in state.ledger.recent(args.limit, args.state):
             what = f"{e.domain}/{e.category or 'unclassified'}" if e.domain else "-"
             print(f"{e.eventid:>10}  {e.state:<8} {what:<40} {e.detail}")
     finally:
         state.close()
+    return EXIT_OK
+
+
+def _migrate(settings: Settings, url: str) -> int:
+    from hefestus.app.build import open_store
+    from hefestus.config.sections import POSTGRESQL_SCHEMES
+    from hefestus.state import open_state
+    from hefestus.state.transfer import copy_state
+
+    if not url.startswith(POSTGRESQL_SCHEMES):
+        print("hefestus: state migrate --to: a postgresql://user@host:port/dbname URL", file=sys.stderr)
+        return EXIT_CONFIG
+    source = open_store(settings)
+    try:
+        target = open_state(url)
+        try:
+            counts = copy_state(source.database, target.database)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    print(f"copied {source.database.describe()} -> {target.database.describe()}")
+    for table, n in counts.items():
+        print(f"{table:<22}{n:>10}")
+    print("now set [state] url (or HEFESTUS_STATE_URL) to the target and restart Hefestus")
     return EXIT_OK
 
 

@@ -7,7 +7,8 @@ translated at the adapter boundary and chained with ``raise ... from exc``::
 
     HefestusError
     ├── ConfigError            bad hefestus.toml, rule or pattern file (file:line)
-    ├── StateError             the SQLite state store is unusable (corrupt, read-only)
+    ├── StateError             the state store is unusable (corrupt, read-only, foreign, newer)
+    │   └── StateUnavailable   transient: PostgreSQL down, restarting, unreachable, busy
     ├── ZabbixError            anything the Zabbix adapter could not do
     │   ├── ZabbixUnavailable  transient: down, slow, 5xx, connection refused
     │   ├── ZabbixAuthError    credentials rejected, or a token that expired
@@ -53,6 +54,12 @@ class ConfigError(HefestusError):
 
 class StateError(HefestusError):
     """The state store cannot be opened or written: never silently reset it."""
+
+
+class StateUnavailable(StateError):
+    """Transient: the PostgreSQL state database cannot be reached right now (down, restarting,
+    connection cut, no free connection, statement timeout); the transaction was rolled back
+    and trying again later may work. Never carries the database password."""
 
 
 class ZabbixError(HefestusError):

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from tests.support.helpers import eventually
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
@@ -56,13 +57,19 @@ def daemon(config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+        terminate(proc)
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """Stop a daemon the way systemd does (SIGTERM; SIGKILL after 60 s), even a paused one."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
 
 
 def first_run(config: Path) -> None:

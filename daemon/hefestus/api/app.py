@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import structlog
 from fastapi import Body, FastAPI, Path, Request
@@ -168,8 +168,12 @@ def create_app(service: ApiService, settings: ApiSettings, *,
     @app.get("/readyz", tags=["operations"], summary="Readiness probe", response_model=Ready,
              responses={**_AUTH, 503: {"model": Ready, "description": "A required component is down."}})
     def readyz() -> JSONResponse:
-        failing = {n: c.detail for n, c in _components(service, settings).items() if c.required and not c.ok}
-        body = Ready(status="not ready" if failing else "ready", failing=failing)
+        components = _components(service, settings)
+        failing = {n: c.detail for n, c in components.items() if c.required and not c.ok}
+        # The leadership component's detail opens with the role (hefestus.app.leader.describe).
+        lead = components.get("leadership")
+        role: Literal["leader", "standby"] = "standby" if lead is not None and lead.detail.startswith("standby") else "leader"
+        body = Ready(status="not ready" if failing else "ready", failing=failing, role=role)
         return _json(503 if failing else 200, body.model_dump())
 
     @app.get("/healthz", tags=["operations"], summary="Liveness probe (no token needed)",

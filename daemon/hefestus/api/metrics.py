@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from hefestus.analysis.analyzer import LATENCY_BUCKETS, AnalysisStats
 from hefestus.analysis.gate import REJECT_REASONS
 from hefestus.pipeline.plan import CycleReport
+from hefestus.state.lease import LeaseStats
 
 
 @dataclass
@@ -53,8 +54,10 @@ class Totals:
 class DaemonCollector(Collector):
     def __init__(self, totals: Totals, analysis: Callable[[], AnalysisStats] | None = None,
                  notifiers: Callable[[], Mapping[str, Any]] | None = None,
-                 extra: Callable[[], Mapping[str, Mapping[str, int]]] | None = None) -> None:
+                 extra: Callable[[], Mapping[str, Mapping[str, int]]] | None = None,
+                 leadership: Callable[[], tuple[bool, LeaseStats]] | None = None) -> None:
         self._totals = totals
+        self._leadership = leadership
         self._analysis = analysis
         self._notifiers = notifiers
         self._extra = extra
@@ -91,6 +94,8 @@ class DaemonCollector(Collector):
         yield dep
         if self._notifiers is not None:
             yield from _notify_metrics(self._notifiers())
+        if self._leadership is not None:
+            yield from _lease_metrics(*self._leadership())
         if self._extra is not None:
             for name, by_label in self._extra().items():
                 fam = GaugeMetricFamily(name, "Self-healing decisions and outcomes in the audit trail "
@@ -98,6 +103,18 @@ class DaemonCollector(Collector):
                 for label, n in sorted(by_label.items()):
                     fam.add_metric([label], n)
                 yield fam
+
+
+def _lease_metrics(leader: bool, st: LeaseStats) -> Iterator[Any]:
+    yield GaugeMetricFamily("hefestus_leader", "1 when this instance is the leader (polls, writes, "
+                            "runs jobs), 0 on a standby", value=int(leader))
+    yield CounterMetricFamily("hefestus_lease_acquisitions", "Times this instance took the leader lease",
+                              value=st.acquisitions)
+    yield CounterMetricFamily("hefestus_lease_renewals", "Leader lease renewals", value=st.renewals)
+    yield CounterMetricFamily("hefestus_lease_losses", "Times this instance lost the leader lease",
+                              value=st.losses)
+    yield CounterMetricFamily("hefestus_lease_failures", "Heartbeats that could not reach the state "
+                              "database", value=st.failures)
 
 
 def _model_metrics(a: AnalysisStats) -> Iterator[Any]:

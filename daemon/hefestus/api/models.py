@@ -12,7 +12,7 @@ against the seed read those keys, so they stay, and the richer fields follow.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -146,6 +146,10 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str = Field(pattern="^(ready|not ready)$")
     failing: dict[str, str] = Field(description="Required components that are down, and why.")
+    role: Literal["leader", "standby"] = Field(
+        "leader", description="Among instances sharing one PostgreSQL state, only the leader polls "
+        "Zabbix and acts; a standby serves the API and takes over when the leader's lease runs out. "
+        "A single instance is always the leader.")
 
 
 class Live(BaseModel):

@@ -19,7 +19,7 @@ never constructs an adapter itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -33,6 +33,7 @@ from hefestus.analysis.prompt import Profile
 from hefestus.api.backend import ApiBackend, HealthBoard
 from hefestus.api.metrics import DaemonCollector, Totals
 from hefestus.app.checks import model_names, model_status, run_checks, rundeck_status
+from hefestus.app.leader import Leadership, SoleInstance, check_line
 from hefestus.app.reload import KnowledgeHolder
 from hefestus.config import Settings
 from hefestus.notify.announcer import Announcer
@@ -45,6 +46,7 @@ from hefestus.redact import Redactor
 from hefestus.remediation.checks import CheckLine
 from hefestus.remediation.remediator import Remediator
 from hefestus.state import State, open_state
+from hefestus.state.lease import Lease, default_instance_id
 
 log = structlog.get_logger("hefestus")
 
@@ -65,6 +67,8 @@ class App:
     rundeck: RundeckClient | None
     #: The one redactor every way out shares (messages, logs, model, notifications, API).
     redactor: Redactor
+    #: Leader or standby among the instances sharing a PostgreSQL state (always leader on SQLite).
+    leadership: Leadership | SoleInstance = field(default_factory=SoleInstance)
 
     def close(self) -> None:
         self.remediator.stop(10)
@@ -91,7 +95,8 @@ class App:
     def collector(self) -> DaemonCollector:
         return DaemonCollector(self.totals, analysis=lambda: self.analyzer.stats,
                                notifiers=self.dispatcher.stats if self.dispatcher else None,
-                               extra=lambda: {"hefestus_remediations": self.state.remediations.audit_counts()})
+                               extra=lambda: {"hefestus_remediations": self.state.remediations.audit_counts()},
+                               leadership=lambda: (self.leadership.is_leader, self.leadership.stats))
 
 
 def build_model(settings: Settings) -> OllamaModel | None:
@@ -107,8 +112,30 @@ def build_zabbix(settings: Settings) -> ZabbixClient:
 
 
 def open_store(settings: Settings) -> State:
-    """The state file, opened once; each component gets its own repository of it."""
-    return open_state(settings.state_path)
+    """The state (a SQLite file, or PostgreSQL with [state] url), opened once; each component
+    gets its own repository of it."""
+    return open_state(settings.state.model_copy(update={"path": settings.state_path}))
+
+
+def build_leadership(settings: Settings, state: State) -> Leadership | SoleInstance:
+    """A shared (PostgreSQL) state gets a leader lease, and its fence on every intent to act."""
+    db = state.database
+    if db.dialect != "postgresql":
+        return SoleInstance()
+    s = settings.state
+    leadership = Leadership(Lease(db, s.instance or default_instance_id(), s.lease_ttl),
+                            heartbeat=s.lease_heartbeat)
+    db.fence = leadership.fence
+    return leadership
+
+
+def leader_line(state: State, settings: Settings) -> str | None:
+    """Who leads the instances sharing this (PostgreSQL) state, and how fresh the lease is;
+    None for SQLite, which allows one instance only."""
+    if state.database.dialect != "postgresql":
+        return None
+    s = settings.state
+    return check_line(Lease(state.database, s.instance or default_instance_id(), s.lease_ttl))
 
 
 def build_analyzer(settings: Settings, knowledge: KnowledgeHolder, cache: AnswerStore,
@@ -139,10 +166,13 @@ def checks(settings: Settings) -> Iterator[CheckLine]:
     """`hefestus check`: every dependency built as the daemon would, then asked."""
     rules = KnowledgeHolder(settings)
     state = open_store(settings)
-    cursor = state.ledger.cursor
-    state.close()
+    try:
+        line = f"{state.database.describe()} (cursor {state.ledger.cursor})"
+        lead = leader_line(state, settings)
+    finally:
+        state.close()
     yield from run_checks(settings, rules(), rules.remediation_rules(), model=build_model(settings), rundeck=build_rundeck(settings),
-                          zabbix=build_zabbix(settings), cursor=cursor)
+                          zabbix=build_zabbix(settings), state=line + (f"; {lead}" if lead else ""))
 
 
 def build_dispatcher(settings: Settings, redactor: Redactor) -> Dispatcher | None:
@@ -187,4 +217,4 @@ def build(settings: Settings) -> App:
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
                         remediation=remediator, after_write=after_write, unclassified=state.unclassified)
     return App(settings, zabbix, state, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
-               dispatcher, remediator, rundeck, redactor)
+               dispatcher, remediator, rundeck, redactor, build_leadership(settings, state))

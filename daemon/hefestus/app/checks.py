@@ -74,7 +74,7 @@ def rundeck_status(rundeck: JobCatalog | None, rules: RemediationRules, settings
 
 
 def run_checks(settings: Settings, knowledge: Knowledge, remediation: RemediationRules, *, model: ModelServer | None,
-               rundeck: JobCatalog | None, zabbix: ZabbixAccess, cursor: int | None) -> Iterator[CheckLine]:
+               rundeck: JobCatalog | None, zabbix: ZabbixAccess, state: str) -> Iterator[CheckLine]:
     """Every line of `hefestus check`, in order: configuration, dictionaries, rules, model,
     self-healing, state, Zabbix and the Zabbix user's permissions."""
     yield "ok", "configuration", str(settings.source)
@@ -89,7 +89,7 @@ def run_checks(settings: Settings, knowledge: Knowledge, remediation: Remediatio
         yield "ok" if model_ok else "FAIL", "model", detail
     yield from check_jobs(rundeck, remediation, mode=settings.remediation.mode,
                           api_version=settings.rundeck.api_version if settings.rundeck else 0)
-    yield "ok", "state", f"{settings.state_path} (cursor {cursor})"
+    yield "ok", "state", state
     try:
         version = zabbix.connect()
         yield "ok", "zabbix", f"{settings.zabbix.url} (API {version})"

@@ -2,7 +2,13 @@
 the API beside it, a reload of rules and patterns on SIGHUP that keeps the last good
 set when the new one is broken, systemd notifications, and a graceful stop on
 SIGTERM/SIGINT that lets the running cycle finish its write. Pushes from the Zabbix
-webhook wake the poller through :class:`Wakeups`, which coalesces them."""
+webhook wake the poller through :class:`Wakeups`, which coalesces them.
+
+Several instances may share one PostgreSQL state: a heartbeat job keeps this process's
+role (:mod:`hefestus.app.leader`). Only the leader polls, writes and runs jobs; a standby
+serves its API and probes and takes over when the leader's lease runs out. A leader that
+loses its lease exits with :data:`~hefestus.app.leader.EXIT_LEADERSHIP_LOST` for systemd
+to restart it as a standby."""
 
 from __future__ import annotations
 
@@ -24,9 +30,11 @@ from hefestus.api.backend import ApiBackend, HealthBoard
 from hefestus.api.metrics import DaemonCollector, Totals
 from hefestus.app.build import App, build_offline
 from hefestus.app.checks import model_names, model_status
+from hefestus.app.leader import EXIT_LEADERSHIP_LOST
 from hefestus.config import ApiSettings, Settings
-from hefestus.errors import HefestusError, StateError, ZabbixUnavailable
+from hefestus.errors import HefestusError, StateError, StateUnavailable, ZabbixUnavailable
 from hefestus.pipeline.plan import CycleReport
+from hefestus.state.lease import LeaseLost
 
 log = structlog.get_logger("hefestus")
 
@@ -122,14 +130,45 @@ def serve_forever(app: App) -> int:
             pass  # stopping: the push is caught by the next start's poll
 
     wakeups = Wakeups(reschedule, gap=min(PUSH_MIN_GAP, settings.intake.poll_interval))
+    leadership = app.leadership
+
+    def step_down() -> None:
+        status["code"] = EXIT_LEADERSHIP_LOST
+        app.health.set("leadership", False, leadership.describe())
+        scheduler.shutdown(wait=False)
+
+    def lead() -> None:
+        """Just elected (or the sole instance): follow what the previous leader left in flight."""
+        app.health.set("leadership", True, leadership.describe())
+        app.remediator.resume()  # logs what it picked up
+
+    def heartbeat() -> None:
+        transition = leadership.tick()
+        if transition == "lost":
+            step_down()
+            return
+        app.health.set("leadership", True, leadership.describe())
+        if not leadership.is_leader:  # /readyz: a standby is ready; the leader's probe speaks for Zabbix
+            app.health.set("zabbix", True, "not polled by a standby: the leader does")
+        if transition == "promoted":
+            lead()
+            wakeups.wake()  # a new leader polls at once, not after poll_interval
 
     def job() -> None:
         wakeups.started()
         try:
+            if not leadership.is_leader:
+                return  # a standby never talks to Zabbix; the heartbeat may promote it
             report = run_cycle(app)
             systemd.status(f"last poll {datetime.now(UTC):%H:%M:%S} UTC: "
                            + ("zabbix unavailable" if report is None else
                               f"{report.fetched} fetched, {report.acknowledged} acknowledged"))
+        except LeaseLost as exc:
+            log.error("lost the leader lease during a cycle; stopping", error=str(exc))
+            step_down()
+        except StateUnavailable as exc:  # PostgreSQL restarting or unreachable: the next poll retries
+            log.warning("state database unavailable; will retry at the next poll", error=str(exc))
+            app.totals.error("state")
         except StateError as exc:
             log.error("state store unusable; stopping", error=str(exc))
             status["code"] = 1
@@ -171,24 +210,31 @@ def serve_forever(app: App) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
     log.info("hefestus running", poll_interval=settings.intake.poll_interval,
-             state=str(settings.state_path), analysis=settings.analysis.mode)
+             state=app.state.database.describe(), analysis=settings.analysis.mode)
     if app.analyzer.enabled:
         ok, detail = app.model_check()
         app.health.set("model", ok, detail)
         (log.info if ok else log.warning)("model check", detail=detail)
     if app.rundeck is not None or app.knowledge.remediation_rules().rules:
         app.health.set("rundeck", *app.check_rundeck())
-    resumed = app.remediator.resume()
-    if any(resumed.values()):
-        log.info("remediation resumed", **resumed)
-    scheduler.add_job(lambda: app.remediator.prune(settings.state.ledger_days), "interval", hours=1,
-                      id="prune-remediation")
-    systemd.ready(f"polling {settings.zabbix.url} every {settings.intake.poll_interval:g} s")
+    if leadership.backend_shared:
+        heartbeat()  # promoted at once when the lease is free
+        scheduler.add_job(heartbeat, "interval", seconds=leadership.heartbeat, id="lease")
+        log.info("leader election", role=leadership.describe())
+    else:
+        lead()
+    scheduler.add_job(lambda: leadership.is_leader and app.remediator.prune(settings.state.ledger_days),
+                      "interval", hours=1, id="prune-remediation")
+    systemd.ready(f"polling {settings.zabbix.url} every {settings.intake.poll_interval:g} s"
+                  + ("" if leadership.is_leader else " when elected leader (standby now)"))
     try:
-        scheduler.start()
+        if status["code"] == 0:
+            scheduler.start()
     finally:
         if api_server is not None:
             api_server.stop()
+        if status["code"] != EXIT_LEADERSHIP_LOST:
+            leadership.release()
         app.close()
     log.info("stopped")
     return status["code"]
@@ -198,9 +244,13 @@ def run_once(app: App) -> CycleReport | None:
     """`run --once`: follow runs a previous process left in flight (never rerun them), one
     cycle, close."""
     try:
+        if not app.leadership.is_leader and app.leadership.tick() != "promoted":
+            log.info("standby: another instance leads; nothing done", role=app.leadership.describe())
+            return CycleReport()
         app.remediator.resume()
         return run_cycle(app)
     finally:
+        app.leadership.release()
         app.close()
 
 

@@ -57,6 +57,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "HEFESTUS_ZABBIX_USER": ("zabbix", "user"),
     "HEFESTUS_ZABBIX_PASSWORD": ("zabbix", "password"),
     "HEFESTUS_STATE_PATH": ("state", "path"),
+    "HEFESTUS_STATE_URL": ("state", "url"),
     "HEFESTUS_LOG_LEVEL": ("logging", "level"),
     "HEFESTUS_LOG_FORMAT": ("logging", "format"),
     "HEFESTUS_OLLAMA_URL": ("ollama", "url"),

@@ -118,10 +118,44 @@ class ClassificationSettings(Section):
     patterns_dir: Path = Path("patterns")
 
 
+#: URL schemes of a PostgreSQL state (libpq accepts both).
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
 class StateSettings(Section):
+    """Where the state lives: a SQLite file (``path``, the default) or, for several instances
+    sharing it, a PostgreSQL database (``url``, which wins when set)."""
+
     path: Path = Path("/var/lib/hefestus/state.db")
+    #: postgresql://user@host:port/dbname; the password in it, or from PGPASSWORD / ~/.pgpass.
+    url: SecretStr | None = None
     #: Days a handled event is remembered in the ledger (the Zabbix-side marker check covers older ones).
     ledger_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    #: This instance's name in the leader lease (default: host name and pid).
+    instance: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")] | None = None
+    #: Seconds a leader's lease lasts without a renewal: a standby takes over after it.
+    lease_ttl: Annotated[float, Field(ge=2, le=300)] = 10.0
+    #: Seconds between the leader's lease renewals (less than half of lease_ttl).
+    lease_heartbeat: Annotated[float, Field(gt=0, le=150)] = 2.0
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        text = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if not isinstance(text, str) or not text.strip().startswith(POSTGRESQL_SCHEMES):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user@host:port/dbname "
+                             "(or postgres://...); leave it out to keep the SQLite file of [state] path")
+        return text.strip()
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> StateSettings:
+        if self.lease_heartbeat >= self.lease_ttl / 2:
+            raise ValueError(f"lease_heartbeat ({self.lease_heartbeat:g} s) must be less than half "
+                             f"of lease_ttl ({self.lease_ttl:g} s), so a renewal can fail once "
+                             "and still arrive in time")
+        return self
 
 
 class LoggingSettings(Section):

@@ -23,6 +23,7 @@ from concurrent.futures import wait as wait_futures
 import structlog
 
 from hefestus.errors import StateError
+from hefestus.state.lease import LeaseLost
 
 log = structlog.get_logger("hefestus.remediation")
 
@@ -142,6 +143,8 @@ class Workers:
     def _guard(task: Task) -> None:
         try:
             task()
+        except LeaseLost as exc:  # a leader that lost its lease: the new leader resumes the row
+            log.warning("remediation: not the leader any more; left to the new leader", error=str(exc))
         except StateError as exc:
             log.error("remediation: state store unusable", error=str(exc))
         except Exception:  # noqa: BLE001 - a worker must not die silently; the row tells resume() what is safe

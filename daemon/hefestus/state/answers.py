@@ -9,11 +9,10 @@ already answered.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 
-from hefestus.state.db import Database
+from hefestus.state.db import Connection, Database
 
 
 class AnswerCache:
@@ -27,7 +26,7 @@ class AnswerCache:
         fps = list(dict.fromkeys(fingerprints))
         out: dict[str, tuple[str, str]] = {}
         now = time.time()
-        for chunk in range(0, len(fps), 500):  # below SQLite's bound-parameter limit
+        for chunk in range(0, len(fps), 500):  # below SQLite's bound-parameter limit (PostgreSQL's is 65535)
             part = fps[chunk : chunk + 500]
             marks = ",".join("?" * len(part))
             for fp, model, answer in self._db.execute(
@@ -57,6 +56,6 @@ class AnswerCache:
             return delete_expired(conn, time.time())
 
 
-def delete_expired(conn: sqlite3.Connection, now: float) -> int:
+def delete_expired(conn: Connection, now: float) -> int:
     """Delete answers expired before ``now``, inside the caller's transaction."""
     return conn.execute("DELETE FROM answers WHERE expires_at < ?", (now,)).rowcount

@@ -53,8 +53,12 @@ class Ledger:
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, **values: str | int) -> None:
-        """Set several ``meta`` values in one transaction, so a restart sees all or none."""
-        with self._db.transaction() as conn:
+        """Set several ``meta`` values in one transaction, so a restart sees all or none.
+
+        Fenced (see :mod:`.db`): the cursor and the backlog bounds decide which events this
+        instance writes to next.
+        """
+        with self._db.transaction(fenced=True) as conn:
             for k, v in values.items():
                 write_meta(conn, k, str(v))
 
@@ -65,8 +69,8 @@ class Ledger:
         return None if v is None else int(v)
 
     def advance_cursor(self, eventid: int) -> None:
-        """Move the cursor forward; never backwards."""
-        with self._db.transaction() as conn:
+        """Move the cursor forward; never backwards (fenced, as :meth:`set_meta`)."""
+        with self._db.transaction(fenced=True) as conn:
             current = read_meta(conn, "cursor")
             if current is None or eventid > int(current):
                 write_meta(conn, "cursor", str(eventid))
@@ -77,7 +81,7 @@ class Ledger:
         """The ledger rows of those events that have one."""
         ids = list(eventids)
         out: dict[int, LedgerEntry] = {}
-        for chunk in range(0, len(ids), 500):  # below SQLite's bound-parameter limit
+        for chunk in range(0, len(ids), 500):  # below SQLite's bound-parameter limit (PostgreSQL's is 65535)
             part = ids[chunk : chunk + 500]
             marks = ",".join("?" * len(part))
             for row in self._db.execute(
@@ -91,9 +95,11 @@ class Ledger:
 
         A ``None`` classification keeps the one already recorded, so the ``done`` row
         written after Zabbix confirmed need not repeat what the ``pending`` row said.
+
+        Fenced (see :mod:`.db`): the ``pending`` row is the intent to write to Zabbix.
         """
         now = time.time()
-        with self._db.transaction() as conn:
+        with self._db.transaction(fenced=True) as conn:
             conn.executemany(
                 "INSERT INTO events (eventid, state, domain, category, pattern_id, detail, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(eventid) DO UPDATE SET state = excluded.state, "

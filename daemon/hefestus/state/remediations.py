@@ -149,14 +149,15 @@ class RemediationRecords:
     def add_remediation(self, rec: RemediationRecord) -> bool:
         """Insert the row unless the event already has one; True when inserted.
 
-        ``INSERT OR IGNORE`` on the primary key makes the claim atomic: of two attempts
-        for one event, exactly one gets True.
+        ``ON CONFLICT DO NOTHING`` on the primary key makes the claim atomic: of two
+        attempts for one event, exactly one gets True, even from two instances. Fenced (see
+        :mod:`.db`): the row is the intent to run the job.
         """
         marks = ",".join("?" * len(_COLUMNS))
-        with self._db.transaction() as conn:
+        with self._db.transaction(fenced=True) as conn:
             cur = conn.execute(
-                f"INSERT OR IGNORE INTO remediations ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                _row(rec))
+                f"INSERT INTO remediations ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+                "ON CONFLICT (eventid) DO NOTHING", _row(rec))
             return cur.rowcount == 1
 
     def update(self, eventid: int, **changes: Unpack[RecordChanges]) -> RemediationRecord:
@@ -171,10 +172,11 @@ class RemediationRecords:
             return rec
 
     def save_remediation(self, rec: RemediationRecord) -> None:
-        """Write the whole row (the event's row must exist)."""
+        """Write the whole row (the event's row must exist); fenced, as :meth:`add_remediation`
+        (:meth:`update` writes through here)."""
         cols = [c for c in _COLUMNS if c != "eventid"]
         row = _row(rec)
-        with self._db.transaction() as conn:
+        with self._db.transaction(fenced=True) as conn:
             conn.execute(
                 f"UPDATE remediations SET {', '.join(c + ' = ?' for c in cols)} WHERE eventid = ?",
                 (*row[1:], rec.eventid))

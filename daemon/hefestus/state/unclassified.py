@@ -62,8 +62,8 @@ class UnclassifiedKinds:
             return
         with self._db.transaction() as conn:
             for s in todo:
-                row = conn.execute("SELECT hosts FROM unclassified WHERE fingerprint = ?",
-                                   (s.fingerprint,)).fetchone()
+                row = conn.execute("SELECT hosts, first_seen, last_seen FROM unclassified "
+                                   "WHERE fingerprint = ?", (s.fingerprint,)).fetchone()
                 if row is None:
                     hosts = list(dict.fromkeys(s.hosts))[:MAX_HOSTS]
                     conn.execute(
@@ -72,10 +72,10 @@ class UnclassifiedKinds:
                         (s.fingerprint, s.domain, json.dumps(hosts), s.sample[:SAMPLE_LIMIT], s.at, s.at))
                     continue
                 hosts = list(dict.fromkeys([*_hosts(row[0]), *s.hosts]))[:MAX_HOSTS]
-                conn.execute(
-                    "UPDATE unclassified SET count = count + 1, hosts = ?, "
-                    "first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?) WHERE fingerprint = ?",
-                    (json.dumps(hosts), s.at, s.at, s.fingerprint))
+                conn.execute(  # min/max in Python: SQLite's MIN(a, b) is PostgreSQL's LEAST(a, b)
+                    "UPDATE unclassified SET count = count + 1, hosts = ?, first_seen = ?, last_seen = ? "
+                    "WHERE fingerprint = ?",
+                    (json.dumps(hosts), min(row[1], s.at), max(row[2], s.at), s.fingerprint))
 
     def kinds(self, *, since: float | None = None, limit: int = 50) -> list[UnclassifiedKind]:
         """Kinds last seen at or after ``since`` (all when None), most frequent first."""
