@@ -19,7 +19,7 @@ from tests.support.faults import FAULT_ROWS
 from tests.support.lab import ZabbixLab
 from tests.support.paths import DATA, ROOT
 from tests.support.postgres import ClusterError, PostgresCluster
-from tests.support.zabbix_config import ADMIN, IT_USER, ZABBIX_URL, write_config
+from tests.support.zabbix_config import ADMIN, ZABBIX_URL, ensure_it_user, write_config
 
 
 @pytest.fixture
@@ -61,9 +61,7 @@ def admin() -> ZabbixClient:
     except ZabbixError as exc:
         pytest.fail(f"the local Zabbix at {ZABBIX_URL} is not reachable ({exc}); run `make zabbix` "
                     "(make test does it for you)", pytrace=False)
-    if not client.call("user.get", output=["userid"], filter={"username": [IT_USER[0]]}):
-        client.call("user.create", username=IT_USER[0], passwd=IT_USER[1], roleid="3",
-                    usrgrps=[{"usrgrpid": "7"}])
+    ensure_it_user(client.call)
     return client
 
 

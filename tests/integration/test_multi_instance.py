@@ -11,24 +11,19 @@ leader, once woken, stood down without writing anything.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from hefestus.pipeline.render import MARKER
 from tests.support.faults import record_fault
 from tests.support.helpers import eventually, free_port
+from tests.support.instances import Node, Supervisor, leader
 from tests.support.lab import LabHost, ZabbixLab
 from tests.support.rundeck import FakeRundeck
 from tests.support.selfheal import RESTART, TOKEN, UNIT_FAILED, rules_with_real_job
-from tests.support.storms import first_run, messages, prepare, terminate, wait_all
+from tests.support.storms import first_run, messages, prepare, wait_all
 from tests.support.zabbix_config import write_config
 
 KNOWN = ("FATAL:  sorry, too many clients already",
@@ -39,64 +34,6 @@ KNOWN = ("FATAL:  sorry, too many clients already",
 TTL, HEARTBEAT = 4.0, 1.0
 WAVES, PER_KIND = 4, 15  # 4 waves x 5 kinds x 15 = 300 problems, plus one self-healing host per wave
 EXIT_LEADERSHIP_LOST = 75
-
-
-class Node:
-    """One instance under a supervisor: restarted after any exit but a clean one, like systemd."""
-
-    def __init__(self, name: str, config: Path, api_port: int, logs: Path) -> None:
-        self.name, self.config, self.api_port, self.logs = name, config, api_port, logs
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.exits: list[int] = []
-        self.stopping = False
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            log = (self.logs / f"{self.name}.log").open("ab")
-            self.proc = subprocess.Popen([sys.executable, "-m", "hefestus", "run"], stdout=subprocess.DEVNULL,
-                                         stderr=log, env={**os.environ, "HEFESTUS_CONFIG": str(self.config)})
-
-    def supervise(self) -> None:
-        """Called by the supervisor thread: restart an exited process (RestartSec shortened)."""
-        proc = self.proc
-        if proc is None or self.stopping or proc.poll() is None:
-            return
-        self.exits.append(proc.returncode)
-        time.sleep(0.5)
-        if not self.stopping:
-            self.start()
-
-    def role(self) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=2) as r:
-                body: dict[str, Any] = json.load(r)
-                return str(body.get("role"))
-        except (OSError, ValueError):
-            return None
-
-    def metric(self, name: str) -> float | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/metrics", timeout=2) as r:
-                for line in r.read().decode().splitlines():
-                    if line.startswith(name + " "):
-                        return float(line.split()[1])
-        except OSError:
-            return None
-        return None
-
-    def stop(self) -> None:
-        self.stopping = True
-        if self.proc is not None:
-            terminate(self.proc)
-
-
-def leader(nodes: list[Node], *, other_than: Node | None = None, timeout: float = 30) -> Node:
-    def find() -> Node | None:
-        found = [n for n in nodes if n is not other_than and n.role() == "leader"]
-        return found[0] if len(found) == 1 else None
-    node: Node = eventually(find, timeout, lambda: f"one leader, roles {[n.role() for n in nodes]}", 0.2)
-    return node
 
 
 def handled(lab: ZabbixLab, hosts: list[LabHost], ids: set[str]) -> int:
@@ -124,18 +61,7 @@ def test_three_instances_one_leader_fail_over_exactly_once(lab: ZabbixLab, pg_cl
                 classification={"rules_dir": str(rules_with_real_job(home))})
             nodes.append(Node(name, config, port, tmp_path))
         first_run(nodes[0].config)  # the cursor starts now: only this storm is ours
-        done = threading.Event()
-
-        def supervisor() -> None:
-            while not done.is_set():
-                for n in nodes:
-                    n.supervise()
-                time.sleep(0.1)
-
-        for n in nodes:
-            n.start()
-        watcher = threading.Thread(target=supervisor, daemon=True)
-        watcher.start()
+        supervisor = Supervisor(nodes)
         all_hosts = hosts + heal
         ids: set[str] = set()
         failovers: list[float] = []
@@ -184,10 +110,7 @@ def test_three_instances_one_leader_fail_over_exactly_once(lab: ZabbixLab, pg_cl
             final = leader(nodes)
             assert (final.metric("hefestus_lease_renewals_total") or 0) > 0
         finally:
-            done.set()
-            watcher.join(5)
-            for n in nodes:
-                n.stop()
+            supervisor.stop()
     print("\nfail-over after kill -9 (kill -> first message by the new leader): "
           + ", ".join(f"{s:.1f} s" for s in failovers))
     assert len(ids) == WAVES * (PER_KIND * len(KNOWN) + 1)

@@ -38,3 +38,9 @@ def write_config(tmp_path: Path, url: str = ZABBIX_URL, *, user: tuple[str, str]
     path = tmp_path / "hefestus.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def ensure_it_user(call: Any) -> None:
+    """The Zabbix user the tests (and the fail-over bench) run Hefestus as: created once."""
+    if not call("user.get", output=["userid"], filter={"username": [IT_USER[0]]}):
+        call("user.create", username=IT_USER[0], passwd=IT_USER[1], roleid="3", usrgrps=[{"usrgrpid": "7"}])
