@@ -34,6 +34,9 @@ KNOWN = ("FATAL:  sorry, too many clients already",
 TTL, HEARTBEAT = 4.0, 1.0
 WAVES, PER_KIND = 4, 15  # 4 waves x 5 kinds x 15 = 300 problems, plus one self-healing host per wave
 EXIT_LEADERSHIP_LOST = 75
+#: What happens to the leader during each wave (rows of the fault summary).
+WAVE_FAULTS = ("kill -9 the leader", "kill -9 the new leader", "SIGSTOP leader past lease, SIGCONT",
+               "PostgreSQL state restarted")
 
 
 def handled(lab: ZabbixLab, hosts: list[LabHost], ids: set[str]) -> int:
@@ -64,6 +67,8 @@ def test_three_instances_one_leader_fail_over_exactly_once(lab: ZabbixLab, pg_cl
         supervisor = Supervisor(nodes)
         all_hosts = hosts + heal
         ids: set[str] = set()
+        waves: list[set[str]] = []
+        at_fault: list[int] = []  # events of the wave already handled when its fault struck
         failovers: list[float] = []
         try:
             current = leader(nodes)
@@ -80,9 +85,11 @@ def test_three_instances_one_leader_fail_over_exactly_once(lab: ZabbixLab, pg_cl
                 rows = lab.events_for(all_hosts, expect=expect, timeout=120)
                 wave_ids = {e["eventid"] for e in rows if e["eventid"] not in before}
                 ids.update(wave_ids)
+                waves.append(wave_ids)
                 eventually(lambda w=wave_ids: handled(lab, all_hosts, w) >= 10, 60,  # type: ignore[misc]
                            "the leader at work on the wave", 0.2)
                 current = leader(nodes)
+                at_fault.append(handled(lab, all_hosts, wave_ids))
                 if wave < 2:  # kill -9 the leader, twice
                     victim = current.proc  # the supervisor will replace current.proc
                     assert victim is not None
@@ -113,15 +120,18 @@ def test_three_instances_one_leader_fail_over_exactly_once(lab: ZabbixLab, pg_cl
             supervisor.stop()
     print("\nfail-over after kill -9 (kill -> first message by the new leader): "
           + ", ".join(f"{s:.1f} s" for s in failovers))
+    print(f"handled per wave when the fault struck: {at_fault} of {[len(w) for w in waves]}")
     assert len(ids) == WAVES * (PER_KIND * len(KNOWN) + 1)
+    assert all(n < len(w) for n, w in zip(at_fault, waves, strict=True)), "each fault must strike mid-wave"
     # Self-healing events also get follow-ups (the job's outcome, the closed loop): exactly once
     # is about the first message; each heal event must have its outcome as well.
     follow = f"{MARKER} self-healing:"
     heal_ids = {e["eventid"] for e in lab.events_for(heal, expect=0, timeout=0)} & ids
     assert all(any(m.startswith(follow) for m in got[i]) for i in heal_ids), {i: got[i] for i in heal_ids}
     got = {i: [m for m in ms if not m.startswith(follow)] for i, ms in got.items()}
-    lost, dup = record_fault("3 instances: kill -9 leader x2, SIGSTOP past lease, PostgreSQL restart", got)
-    assert (lost, dup) == (0, 0), {i: len(m) for i, m in got.items() if len(m) != 1}
+    totals = [record_fault(f"3 instances: {fault}", {i: got[i] for i in wave})
+              for fault, wave in zip(WAVE_FAULTS, waves, strict=True)]
+    assert all(t == (0, 0) for t in totals), {i: len(m) for i, m in got.items() if len(m) != 1}
     runs = rundeck.calls("run")
     by_host: dict[str, int] = {}
     for r in runs:
