@@ -14,6 +14,7 @@ import pytest
 
 from hefestus.app.leader import Leadership
 from hefestus.cli import main
+from hefestus.errors import StateError
 from hefestus.state import State, open_state
 from hefestus.state.lease import Lease, LeaseLost
 from tests.support.helpers import FakeClock
@@ -149,3 +150,32 @@ def test_state_and_check_name_the_leader(pg_url: str, tmp_path: Path, capsys: py
     lines = out[out.index("backend:"):].splitlines()  # after the log line of the tick above
     assert lines[0] == f"backend: postgresql {pg_url}"
     assert lines[1].startswith("leader: leader node-a, epoch 1, lease renewed ") and "(live, +" in lines[1]
+
+
+def test_a_leader_frozen_inside_a_fenced_transaction_does_not_lock_the_standbys_out(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGSTOP in the middle of a fenced write: its share lock on the lease would keep every
+    standby out for as long as its connection lives. Once the lease has run out, the standby
+    ends that session, takes over, and the frozen leader's transaction is gone."""
+    import time
+
+    import hefestus.state.lease as lease_module
+
+    monkeypatch.setattr(lease_module, "STALE_TRANSACTION", 0.0)  # instead of waiting 2 s
+    a, b = open_state(pg_url), open_state(pg_url)
+    try:
+        short = Lease(a.database, "node-a", 1.0)  # a one-second lease, to run out quickly
+        assert short.claim(None) is not None
+        a.database.fence = lambda conn: short.fence(conn, 1)
+        frozen = a.database.transaction(fenced=True)
+        conn = frozen.__enter__()  # the fence took its share lock; then the process froze
+        conn.execute("INSERT INTO events (eventid, state, updated_at) VALUES (7, 'pending', 0)")
+        time.sleep(1.2)  # the frozen leader's lease runs out (the database's clock)
+        lead_b = leadership(b, "node-b", FakeClock())
+        assert lead_b.tick() == "promoted" and lead_b.epoch == 2
+        with pytest.raises(StateError, match="terminating connection due to administrator command"):
+            frozen.__exit__(None, None, None)
+        assert b.ledger.states([7]) == {}, "the frozen leader's intent never committed"
+    finally:
+        a.close()
+        b.close()

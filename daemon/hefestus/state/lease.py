@@ -38,6 +38,8 @@ from hefestus.errors import HefestusError
 LEASE_NAME = "leader"
 #: How long a claim waits for a row lock before giving up until the next heartbeat.
 LOCK_WAIT_MS = 1000
+#: Seconds after which an open transaction, while the lease is expired, is a frozen process's.
+STALE_TRANSACTION = 2.0
 
 #: The database's clock, in unix seconds, as each dialect spells it.
 _NOW = {
@@ -126,13 +128,35 @@ class Lease:
             "RETURNING epoch"
         )
         with self._db.transaction() as conn:
-            if self._db.dialect == "postgresql":  # a frozen holder's lock must not stall the heartbeat
-                conn.execute(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
+            if self._db.dialect == "postgresql":
+                conn.execute(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")  # never stall the heartbeat
+                self._evict_frozen(conn, mine)
             # RETURNING yields a row only when this statement took or renewed the lease: the
             # holder's name alone is not proof (a restarted instance keeps its [state] instance).
             won = conn.execute(sql, (LEASE_NAME, self.instance, self.ttl, mine, mine, mine)).fetchone()
             row = self._read(conn) if won is not None else None
         return row
+
+    def _evict_frozen(self, conn: Conn, epoch: int) -> None:
+        """PostgreSQL: once the lease has run out, end the sessions a frozen process left mid-transaction.
+
+        A leader frozen inside a fenced transaction (SIGSTOP, a paused VM) keeps its share lock
+        on the lease row for as long as its TCP connection lives, and the lock would keep
+        every standby out. ``idle_in_transaction_session_timeout`` ends such a session only
+        when it froze between two statements, not in the middle of a pipelined one. Every
+        Hefestus transaction lasts milliseconds, so one open for :data:`STALE_TRANSACTION`
+        seconds while the lease is expired belongs to a process that stopped renewing: its
+        session is terminated (allowed for sessions of the same role) and its locks go with
+        it. Its process, when it wakes, finds its connection gone and its epoch outdated.
+        """
+        expired = conn.execute(f"SELECT expires_at <= {self._now} AND NOT (holder = ? AND epoch = ?) "
+                               "FROM lease WHERE name = ?", (self.instance, epoch, LEASE_NAME)).fetchone()
+        if expired is None or not expired[0]:
+            return
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND usename = current_user "
+                     "AND pid <> pg_backend_pid() AND application_name = 'hefestus' "
+                     "AND xact_start < clock_timestamp() - make_interval(secs => ?)", (STALE_TRANSACTION,))
 
     def release(self, epoch: int) -> None:
         """Expire our lease now (a clean stop): a standby takes over at its next heartbeat."""
