@@ -43,14 +43,9 @@ def message_of(lab: ZabbixLab, host: object, eventid: str) -> bool:
     return any(e["eventid"] == eventid and hefestus_messages(e) for e in rows)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kills", type=int, default=5, help="leader kills (p50 over them)")
-    args = ap.parse_args()
-    admin = ZabbixClient(ZabbixSettings(url=ZABBIX_URL, user=ADMIN[0], password=SecretStr(ADMIN[1]), timeout=60))
-    version = admin.connect()
+def run(admin: ZabbixClient, lab: ZabbixLab, kills: int = 5) -> list[float]:
+    """Seconds from each leader kill to the new leader's message on a problem fired right after it."""
     ensure_it_user(admin.call)
-    lab = ZabbixLab(admin.call)
     host = lab.host(lab.unique("bench-failover"), "Databases")
     lab.send([(host, "fail-over bench warm-up")])
     lab.events_for([host], expect=1)
@@ -66,11 +61,9 @@ def main() -> int:
                                   api={"enabled": True, "listen": f"127.0.0.1:{port}"})
             nodes.append(Node(name, config, port, Path(work)))
         first_run(nodes[0].config)
-        print(f"== Zabbix {version} at {ZABBIX_URL}; PostgreSQL on port {pg.port}; "
-              f"{args.kills} leader kills, default lease settings", flush=True)
         supervisor = Supervisor(nodes)
         try:
-            for n in range(args.kills):
+            for n in range(kills):
                 current = leader(nodes, timeout=60)
                 eventually(lambda c=current: all(x.role() == "standby" for x in nodes if x is not c), 60,  # type: ignore[misc]
                            "the other instance up as a standby", 0.2)
@@ -88,6 +81,17 @@ def main() -> int:
                 print(f"   kill {n + 1}: {current.name} killed, message after {times[-1]:.1f} s", flush=True)
         finally:
             supervisor.stop()
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=5, help="leader kills (p50 over them)")
+    args = ap.parse_args()
+    admin = ZabbixClient(ZabbixSettings(url=ZABBIX_URL, user=ADMIN[0], password=SecretStr(ADMIN[1]), timeout=60))
+    version = admin.connect()
+    print(f"== Zabbix {version} at {ZABBIX_URL}: {args.kills} leader kills, default lease settings", flush=True)
+    times = run(admin, ZabbixLab(admin.call), args.kills)
     print(f"fail-over (leader kill -9 -> first message by the new leader), p50 of {len(times)}: "
           f"{statistics.median(times):.1f} s (min {min(times):.1f}, max {max(times):.1f})")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -42,12 +43,16 @@ sys.path.insert(0, str(ROOT / "daemon"))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))  # tests/support: the Zabbix lab and the model server (not shipped)
 
+import failover_bench
+import model_bench
+import push_bench
 from pydantic import SecretStr
 from storm_kinds import KINDS, Kind, storm
 from storm_report import (
     USER,
     Outcome,
     Scenario,
+    extra_rows,
     interference,
     pct,
     render_table,
@@ -72,6 +77,7 @@ ADMIN = ("Admin", "zabbix")
 PASSWORD = "Hb-bench-S3cret-7q!"
 MODEL = "smollm2:135m"
 ACTION = 4  # "message" (Hefestus's default acknowledge.action): add a comment
+IDLE_AFTER = 3  # polls after the storm: idle, with the storm in the overlap window
 
 
 # --------------------------------------------------------------------------- zabbix helpers
@@ -154,9 +160,30 @@ def write_config(workdir: Path, args: argparse.Namespace, ollama: dict[str, Any]
     return path
 
 
+def prefill(path: Path, events: int, answers: int) -> None:
+    """A state that has run for months: ``events`` handled events in the ledger and ``answers``
+    cached model answers, written through the repositories' public methods. Their event ids lie
+    far above Zabbix's (10^12 + i), so no storm event is mistaken for one of them."""
+    from hefestus.state import open_state
+
+    state = open_state(path)
+    try:
+        base = 10**12
+        for start in range(0, events, 10_000):
+            state.ledger.record((base + i, "done", "linux", "disk-full", "disk-full", "")
+                                for i in range(start, min(start + 10_000, events)))
+        answer = json.dumps({"cause": "A cached answer of the scale benchmark.",
+                             "steps": ["Check the service logs on the host"], "confidence": 0.5})
+        for i in range(answers):
+            fp = hashlib.sha256(f"scale-{i}".encode()).hexdigest()
+            state.answers.cache_answer(fp, MODEL, answer, ttl=86400)
+    finally:
+        state.close()
+
+
 def start_worker(config: Path, workdir: Path, expect: int, profile: bool) -> subprocess.Popen[str]:
     cmd = [sys.executable, str(ROOT / "bench" / "storm_worker.py"), str(config), "--expect", str(expect),
-           "--out", str(workdir / "worker.json")]
+           "--out", str(workdir / "worker.json"), "--idle-after", str(IDLE_AFTER)]
     if profile:
         cmd += ["--profile", str(workdir / "worker.pstats")]
     log = (workdir / "hefestus.log").open("w")
@@ -194,6 +221,10 @@ def run_scenario(b: Bench, sc: Scenario, seed: int) -> Outcome:
     workdir = b.base / sc.key
     workdir.mkdir()
     expect = b.args.per_kind * len(KINDS)
+    if any(sc.prefill):
+        started = time.monotonic()
+        prefill(workdir / "state.db", *sc.prefill)
+        print(f"== {sc.title}: state filled in {time.monotonic() - started:.1f} s", flush=True)
     print(f"== {sc.title}: starting Hefestus", flush=True)
     worker = start_worker(write_config(workdir, b.args, sc.ollama), workdir, expect, b.args.profile)
 
@@ -249,6 +280,7 @@ def run_scenario(b: Bench, sc: Scenario, seed: int) -> Outcome:
     proc_start = storm_cycles[0]["start"] if storm_cycles else float("nan")
     in_storm = [c for c in w["calls"] if storm_cycles and proc_start <= c["end"] <= storm_cycles[-1]["end"]]
     idle = [c for c in w["cycles"] if not c.get("fetched")]
+    after = [c for c in w["cycles"] if storm_cycles and c["start"] > storm_cycles[-1]["end"] and not c.get("fetched")]
     ack_clock = {int(e): int(acks[0]["clock"]) for e, acks in mine.items() if acks}
     zbx_lat = [ack_clock[e] - created[e] for e in ack_clock]
     client_lat = [done_at[e] - created[e] for e in done_at]
@@ -261,6 +293,8 @@ def run_scenario(b: Bench, sc: Scenario, seed: int) -> Outcome:
         "e2e_zabbix_clock": max(ack_clock.values()) - first_event if ack_clock else float("nan"),
         "processing": last_ack - proc_start, "wait_before_first_cycle": proc_start - first_event,
         "cycles": len(storm_cycles), "idle_cycle_calls": statistics.mean(c["calls"] for c in idle) if idle else 0,
+        "idle_after_calls": statistics.mean(c["calls"] for c in after) if after else float("nan"),
+        "idle_after_seconds": statistics.mean(c["end"] - c["start"] for c in after) if after else float("nan"),
         "already_marked": sum(c.get("already_marked", 0) for c in storm_cycles),
         "api_calls": len(in_storm), "by_method": dict(Counter(c["method"] for c in in_storm).most_common()),
         "api_seconds": dict(api_seconds), "writes": sum(c.get("api_writes", 0) for c in storm_cycles),
@@ -335,8 +369,15 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=1.0, help="Hefestus poll interval, s (its minimum)")
     ap.add_argument("--page-size", type=int, default=1000)
     ap.add_argument("--deadline", type=float, default=420, help="s Hefestus may take per scenario")
-    ap.add_argument("--only", choices=("up", "down"), help="run one scenario")
+    ap.add_argument("--only", choices=("up", "down", "scale"), help="run one storm scenario")
     ap.add_argument("--no-patterns", action="store_true", help="skip the pattern engine benchmark")
+    ap.add_argument("--no-push", action="store_true", help="skip the push latency benchmark")
+    ap.add_argument("--no-parallel", action="store_true", help="skip the parallel model calls benchmark")
+    ap.add_argument("--failover-kills", type=int, default=5, help="leader kills for the fail-over figure (0: skip)")
+    ap.add_argument("--push-min-gap", type=float,
+                    help="replace app/daemon.py's PUSH_MIN_GAP in the pushed daemon (to measure a proposal)")
+    ap.add_argument("--push-singles", type=int, default=15, help="problems fired one at a time")
+    ap.add_argument("--push-gap", type=float, default=3.0, help="s between two of them")
     ap.add_argument("--profile", action="store_true", help="cProfile the Hefestus cycles (skews timing)")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--keep", type=Path, help="keep the work files (configs, logs, worker results) here")
@@ -364,7 +405,9 @@ def main() -> int:
     # One call at a time: the model server runs one answer at a time anyway (2 cores), and so the
     # summed answer times are the model's wall time.
     up = {"timeout": 120, "max_tokens": 400, "temperature": 0, "max_concurrency": 1}
-    scenarios = [Scenario("up", f"model up ({MODEL})", up), Scenario("down", "model down (closed port)", down)]
+    scenarios = [Scenario("up", f"model up ({MODEL})", up), Scenario("down", "model down (closed port)", down),
+                 Scenario("scale", "model down, state of 100,000 events and 10,000 answers", down,
+                          prefill=(100_000, 10_000))]
     if args.only:
         scenarios = [s for s in scenarios if s.key == args.only]
     started = datetime.now(UTC)
@@ -388,11 +431,30 @@ def main() -> int:
                     print_profile(base / sc.key / "worker.pstats")
         finally:
             close_open_problems(admin.call, sorted(kind_of))
+        push = None
+        if not args.no_push:
+            print("== push latency (bench/push_bench.py): webhook media type, one at a time, then a burst of 100",
+                  flush=True)
+            push = push_bench.run(admin, lab, (USER, PASSWORD), URL, base / "push", singles=args.push_singles,
+                                  gap=args.push_gap, push_min_gap=args.push_min_gap)
+        failover = None
+        if args.failover_kills:
+            print(f"== fail-over (bench/failover_bench.py): {args.failover_kills} leader kills", flush=True)
+            failover = failover_bench.run(admin, lab, args.failover_kills)
+    parallel = None
+    if not args.no_parallel:
+        print("== model calls in parallel (bench/model_bench.py)", flush=True)
+        parallel = model_bench.run()
 
     rows = table(outcomes)
+    extra = extra_rows(push, parallel, failover)
     print()
     print(render_table(rows, markdown=False))
-    write_results(args.results, started, load, version, outcomes, rows, patterns_out, args)
+    if extra:
+        print()
+        print(render_table(extra, markdown=False))
+    write_results(args.results, started, load, version, outcomes, rows, patterns_out, args, extra=extra,
+                  push=push, parallel=parallel)
     print(f"\n== written {args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results}")
     expect = args.per_kind * len(KINDS)
     bad = [o for o in outcomes if o.exactly_one + o.preempted != o.events or o.events != expect]
@@ -402,7 +464,11 @@ def main() -> int:
     for o in outcomes:
         if o.foreign:
             print(f"!! {o.scenario.title}: {interference(o)}", file=sys.stderr)
-    return 1 if bad else 0
+    pushed_bad = push is not None and push.exactly_one[0] != push.exactly_one[1]
+    if push is not None and pushed_bad:
+        print(f"!! push: {push.exactly_one[1] - push.exactly_one[0]} of {push.exactly_one[1]} pushed events "
+              "without exactly one Hefestus message", file=sys.stderr)
+    return 1 if bad or pushed_bad else 0
 
 
 def print_profile(path: Path) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storm_kinds import KINDS
 from zabbix_floor import FloorResult
+
+if TYPE_CHECKING:
+    from model_bench import ParallelResult
+    from push_bench import PushResult
 
 #: The Zabbix user both Hefestus and the floor run as; only its messages count.
 USER = "hefestus-bench"
@@ -26,6 +31,8 @@ class Scenario:
     key: str
     title: str
     ollama: dict[str, Any]
+    #: (ledger rows, cached answers) written into the state before Hefestus starts
+    prefill: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -127,6 +134,10 @@ def table(outcomes: list[Outcome]) -> list[tuple[str, ...]]:
         ("  by method", *each(methods)),
         ("  seconds spent in them", *each(lambda o: f"{sum(o.figures['api_seconds'].values()):.2f}")),
         ("  API calls per idle poll", *each(lambda o: f"{o.figures['idle_cycle_calls']:.0f}")),
+        ("  API calls per idle poll after the storm (it is in the overlap window) / its seconds",
+         *each(lambda o: f"{o.figures['idle_after_calls']:.0f} / {o.figures['idle_after_seconds']:.3f}")),
+        ("state before the storm: ledger rows / cached answers",
+         *each(lambda o: f"{o.scenario.prefill[0]:,} / {o.scenario.prefill[1]:,}")),
         ("acknowledge writes / distinct messages",
          *each(lambda o: f"{o.figures['writes']} / {o.figures['distinct_messages']}")),
         ("polls that handled storm events", *each(lambda o: str(o.figures["cycles"]))),
@@ -143,6 +154,37 @@ def table(outcomes: list[Outcome]) -> list[tuple[str, ...]]:
         ("check: events skipped as already marked / commented by another Hefestus",
          *each(lambda o: f"{o.figures['already_marked']} / {o.foreign}")),
     ]
+
+
+def extra_rows(push: PushResult | None, parallel: ParallelResult | None,
+               failover: list[float] | None = None) -> list[tuple[str, ...]]:
+    """The figures that are not per storm scenario: push latency, model calls in parallel, fail-over."""
+    rows: list[tuple[str, ...]] = []
+    if push is not None:
+        from push_bench import POLL
+
+        gap = "app/daemon.py's PUSH_MIN_GAP" if push.push_min_gap is None else f"PUSH_MIN_GAP {push.push_min_gap:g} s"
+        rows += [
+            ("push latency p50 / p99, s (one at a time: problem created -> message stored)",
+             f"{pct(push.single, 0.5):.2f} / {pct(push.single, 0.99):.2f} ({len(push.single)} problems, "
+             f"{push.gap:g} s apart; {gap}; poll_interval {POLL} s)"),
+            ("  of which Zabbix: problem created -> push received, p50 / p99, s",
+             f"{pct(push.single_zabbix, 0.5):.2f} / {pct(push.single_zabbix, 0.99):.2f}"),
+            ("push latency p50 / p99, s (burst of 100 in one zabbix_sender call)",
+             f"{pct(push.burst, 0.5):.2f} / {pct(push.burst, 0.99):.2f} ({len(push.burst)} problems, "
+             f"{push.burst_polls} polls wrote them; {push.pushes} pushes received in all)"),
+            ("pushed problems / with exactly one Hefestus message", f"{push.exactly_one[1]} / {push.exactly_one[0]}"),
+        ]
+    if parallel is not None:
+        rows.append(("model calls in parallel: serial s / parallel s",
+                     f"{parallel.serial:.2f} / {parallel.parallel:.2f} (10 kinds, {parallel.delay:g} s per answer, "
+                     f"max_concurrency 1 / {parallel.concurrency}: {parallel.parallel / parallel.serial:.2f} of serial; "
+                     f"most in flight at once {parallel.max_in_flight[0]} / {parallel.max_in_flight[1]})"))
+    if failover:
+        rows.append(("fail-over p50, s (leader kill -9 -> first message by the new leader)",
+                     f"{statistics.median(failover):.1f} ({len(failover)} kills, min {min(failover):.1f}, "
+                     f"max {max(failover):.1f}; 2 instances, lease_ttl 10 s, heartbeat 2 s)"))
+    return [("", "this run"), *rows] if rows else []
 
 
 def render_table(rows: list[tuple[str, ...]], markdown: bool) -> str:
@@ -184,13 +226,19 @@ def observations(outcomes: list[Outcome]) -> str:
                      and storm_cycles[0]["start"] <= c["end"] <= storm_cycles[-1]["end"]), default=None)
         get_f = next((s for n, s, _ in o.floor.calls if n == "event.get"), 0.0) if o.floor else 0.0
         acks = f["api_seconds"].get("event.acknowledge", 0.0)
-        line = (f"- {title}: of {f['processing']:.2f} s processing, model answers {o.worker['model']['seconds']:.1f} s, "
-                f"Zabbix API calls {sum(f['api_seconds'].values()):.2f} s ({f['writes']} event.acknowledge "
-                f"{acks:.2f} s), the rest (Python, state file, logs) "
-                f"{f['without_model'] - sum(f['api_seconds'].values()):.2f} s.")
+        writes = [c for c in o.worker["calls"] if c["method"] == "event.acknowledge" and storm_cycles
+                  and storm_cycles[0]["start"] <= c["end"] <= storm_cycles[-1]["end"]]
+        line = (f"- {title}: of {f['processing']:.2f} s processing, model answers {o.worker['model']['seconds']:.1f} s "
+                f"(summed), Zabbix API calls {sum(f['api_seconds'].values()):.2f} s summed over the calls "
+                f"({f['writes']} event.acknowledge {acks:.2f} s; several are in flight at once, so the sum "
+                "exceeds their wall time).")
+        if writes:
+            first, last = (min(c["end"] for c in writes) - storm_cycles[0]["start"],
+                           max(c["end"] for c in writes) - storm_cycles[0]["start"])
+            line += f" The first write returned {first:.2f} s into the poll, the last {last:.2f} s."
         if get_h is not None:
-            line += (f" Hefestus's event.get for the page took {get_h:.2f} s (it asks for `opdata`, hosts, tags "
-                     f"and acknowledgements), the floor's {get_f:.2f} s (ids only).")
+            line += (f" Hefestus's event.get for the page took {get_h:.2f} s (the events' own fields and tags; "
+                     f"hosts, groups, items and `opdata` come once per trigger), the floor's {get_f:.2f} s (ids only).")
         if f["lat_client"][0] > 0.9 * f["lat_client"][1] and o.worker["model"]["calls"]:
             line += (" Every event of the page waited for the last model answer "
                      f"(latency p50 {f['lat_client'][0]:.0f} s, p99 {f['lat_client'][1]:.0f} s).")
@@ -207,7 +255,9 @@ def observations(outcomes: list[Outcome]) -> str:
 
 def write_results(path: Path, started: datetime, load: tuple[float, float, float], version: str,
                   outcomes: list[Outcome],
-                  rows: list[tuple[str, ...]], patterns_out: str, args: argparse.Namespace) -> None:
+                  rows: list[tuple[str, ...]], patterns_out: str, args: argparse.Namespace, *,
+                  extra: list[tuple[str, ...]] | None = None, push: PushResult | None = None,
+                  parallel: ParallelResult | None = None) -> None:
     m = machine()
     floor_calls = "; ".join(
         f"{o.scenario.title}: event.get {next((s for n, s, _ in o.floor.calls if n == 'event.get'), 0):.2f} s, "
@@ -216,6 +266,28 @@ def write_results(path: Path, started: datetime, load: tuple[float, float, float
     api_split = "; ".join(
         f"{o.scenario.title}: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(
             o.figures["api_seconds"].items(), key=lambda kv: -kv[1])) for o in outcomes)
+    more = f"""## Push to message, model calls in parallel, fail-over
+
+{render_table(extra, markdown=True)}
+
+- **Push** (bench/push_bench.py): deploy/zabbix/'s webhook media type imported into this Zabbix, the
+  global macros `{{$HEFESTUS.URL}}` and `{{$HEFESTUS.TOKEN}}`, a user with the *Hefestus* media and a
+  trigger action sending it for the benchmark's host group, as README's "Push intake" says; `hefestus
+  run` in its own process with the API on and `poll_interval` 300 s, so every message in the run
+  followed a push. The problems are pattern-classified (a failed systemd unit, `analysis.mode =
+  "pattern"`). Latency: from the problem's creation (`clock` + `ns` in Zabbix) to Hefestus's "event
+  acknowledged" log line for it (its `event.acknowledge` had returned). "Of which Zabbix": to the
+  push's arrival in Hefestus's log (escalator, alerter, the webhook's script and POST).
+- **Model calls in parallel** (bench/model_bench.py): the storm's 10 kinds, one model call each,
+  against tests/support/ollama.py's Ollama stand-in answering every request in flight after a fixed
+  time (a server that answers several at once), through the real analysis stage, adapter and
+  `ollama` client; `max_concurrency` 1, then 4. Ten calls 4 at a time are 3 rounds: 0.30 is the floor.
+- **Fail-over** (bench/failover_bench.py): two `hefestus run` instances on one state database in a
+  private PostgreSQL cluster, default lease settings and poll interval; each round kills the leader
+  (kill -9), fires one pattern-classified problem at once and times the kill -> that problem's
+  message, written by the instance that took over. The killed one is restarted as a standby.
+
+""" if extra else ""
     disturbed = "".join(f"> **Disturbed run.** {o.scenario.title}: {interference(o)}.\n\n"
                         for o in outcomes if o.foreign)
     text = f"""# Benchmarks
@@ -239,7 +311,7 @@ nothing here is a timed test. Re-run to refresh; numbers move with the machine's
 {observations(outcomes)}
 - The floor: {floor_calls}. Hefestus's API calls: {api_split}.
 
-### The storm
+{more}### The storm
 
 {args.per_kind} events of each kind, 20 hosts (2 per kind), fired in one `zabbix_sender` call; the
 triggers are of type "multiple problem events", so every value is one event. Within a kind the lines
@@ -272,6 +344,13 @@ returned, including answers that were rejected (invalid JSON, out of schema) and
   returned; "processing" starts at the beginning of the first poll cycle that saw storm events. The
   storm is fired right after one of Hefestus's polls (the worker reports ready after its first cycle
   and polls again at once), so the wait for the poll that sees it is a whole interval: the worst case.
+- **Scale** (the third column): the same storm, model down, with the state filled before Hefestus
+  starts, through the repositories' public methods: `Ledger.record` (100,000 handled events; their ids
+  lie far above Zabbix's, so none is a storm event) and `AnswerCache.cache_answer` (10,000
+  fingerprints). "API calls per idle poll" counts the polls before the storm; "after the storm" the
+  three polls after it, when the storm's ids lie in the overlap window behind the cursor.
+- **Writes**: Hefestus keeps up to 4 `event.acknowledge` calls in flight (pipeline/writes.py), the floor
+  one at a time, as a plain client would; both write the same 110 messages.
 - **Latency** per event: from its `clock` to its acknowledgement's `clock` as Zabbix stored it (whole
   seconds, so within 1 s), and to the moment its acknowledge call returned (client clock, same machine).
 - **Ratios**: the issue's ratio is Hefestus end to end over the floor's calls. The floor's calls start
@@ -284,8 +363,10 @@ returned, including answers that were rejected (invalid JSON, out of schema) and
 
 ### Reproduce
 
-    make bench                                    # brings up Zabbix, runs both benchmarks, rewrites this file
-    .venv/bin/python bench/storm_bench.py --help   # --only up|down, --per-kind, --profile, --keep DIR
+    make bench                                    # brings up Zabbix, runs every benchmark, rewrites this file
+    .venv/bin/python bench/storm_bench.py --help   # --only up|down|scale, --no-push, --no-parallel,
+                                                  # --push-min-gap S, --per-kind, --profile, --keep DIR
+    .venv/bin/python bench/model_bench.py          # model calls in parallel alone (no Zabbix needed)
 
 ## Pattern engine (bench/patterns_bench.py)
 

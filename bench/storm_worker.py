@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Hefestus under the storm benchmark: the real daemon code path in a process of its own.
 
-    storm_worker.py CONFIG --expect N --out RESULT.json [--profile PSTATS]
+    storm_worker.py CONFIG --expect N --out RESULT.json [--idle-after K] [--profile PSTATS]
 
 ``app.build(settings)`` and then ``run_cycle(app)`` in a loop, started every
 ``intake.poll_interval`` seconds like the daemon's scheduler does (a cycle
 that runs long is followed at once by the next). The first cycle sets the
 cursor ("first start: now") and the worker prints ``ready``; it stops once
-``N`` events reached a final state, or at ``--deadline``.
+``N`` events reached a final state (then polls ``K`` more times: idle polls with the storm in
+the overlap window behind the cursor), or at ``--deadline``.
 
 A process of its own so its peak RSS is Hefestus's alone. Every HTTP request
 to the Zabbix API is recorded by a ``requests`` response hook on the
@@ -55,6 +56,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--deadline", type=float, default=480)
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--idle-after", type=int, default=0, help="polls after the storm was handled")
     args = ap.parse_args()
 
     settings = load_settings(args.config, {})  # the benchmark's file only: no HEFESTUS_* from outside
@@ -86,7 +88,10 @@ def main() -> int:
     profiler = cProfile.Profile() if args.profile else None
     deadline = time.monotonic() + args.deadline
     next_start = time.time()
-    while handled < args.expect and time.monotonic() < deadline:
+    idle_after = args.idle_after
+    while (handled < args.expect or idle_after > 0) and time.monotonic() < deadline:
+        if handled >= args.expect:
+            idle_after -= 1
         time.sleep(max(0.0, next_start - time.time()))
         start = time.time()
         next_start = start + poll

@@ -88,6 +88,19 @@ def test_storm_of_1000_events_of_10_kinds_costs_10_model_calls(server: FakeOllam
     assert len(by_kind) == 10 and all(len(v) == 1 for v in by_kind.values())
 
 
+@pytest.mark.parametrize("limit", [1, 4])
+def test_model_calls_run_in_parallel_up_to_max_concurrency(server: FakeOllama, test_knowledge: Knowledge,
+                                                           limit: int) -> None:
+    """10 kinds against a server that answers several at once: ``max_concurrency`` calls are in
+    flight together, never more. The server holds each answer until ``limit`` were in flight at
+    once (or 10 s pass), so a client that asks one at a time shows up as a maximum of 1."""
+    server.gather = limit
+    a = analyzer(server.url, max_concurrency=limit)
+    out = a.suggest(items(test_knowledge, *storm(100, 10)))
+    assert server.chat_calls == 10 and all(s.from_model for s in out)
+    assert server.max_in_flight == limit
+
+
 def test_answers_are_cached_in_the_state_store_across_restarts(server: FakeOllama, tmp_path: Path,
                                                               test_knowledge: Knowledge) -> None:
     state = open_state(tmp_path / "s.db")

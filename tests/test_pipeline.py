@@ -86,18 +86,20 @@ def test_event_visible_late_behind_the_cursor_is_still_handled(
 
 def test_outage_loses_nothing_and_cursor_waits(zbx: FakeZabbix, tmp_path: Path,
                                                test_knowledge: Knowledge) -> None:
+    """Zabbix goes away while 102's message is written (101's may be in flight at the same
+    time): the cycle stops, 101 is done, the cursor stays before the unfinished page, and the
+    next cycle writes the rest exactly once."""
     pipe = make(zbx, tmp_path / "s.db", test_knowledge, page_size=2)
     pipe.run_once()
     # distinct words (not numbers: those are masked), so each event has its own message
     words = ("alpha", "bravo", "charlie", "delta", "echo")
     zbx.add(*(problem(101 + i, f"e{i}", text=f"{DISK} {w}") for i, w in enumerate(words)))
     real_ack = zbx.acknowledge
-    calls = {"n": 0}
+    outage = {"on": True}
 
     def flaky(ids, message, *, action):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            zbx.down = True
+        if outage["on"] and 102 in ids:
+            raise ZabbixUnavailable("event.acknowledge: cannot connect (fake outage)")
         return real_ack(ids, message, action=action)
 
     zbx.acknowledge = flaky  # type: ignore[method-assign]
@@ -106,7 +108,7 @@ def test_outage_loses_nothing_and_cursor_waits(zbx: FakeZabbix, tmp_path: Path,
     assert set(zbx.acks) == {101}
     assert pipe._ledger.cursor == 100  # not past the unfinished page
     assert pipe._ledger.states([101])[101].state == "done"
-    zbx.down = False
+    outage["on"] = False
     pipe.run_once()
     assert sorted(zbx.acks) == [101, 102, 103, 104, 105]
     assert all(len(m) == 1 for m in zbx.acks.values())
@@ -182,3 +184,40 @@ def test_ledger_is_pruned_but_not_inside_the_overlap_window(zbx: FakeZabbix, tmp
     assert sorted(pipe._ledger.states(range(101, 111))) == [108, 109, 110]
     assert pipe.run_once().acknowledged == 0  # pruned ids are below the window: never re-read
     assert all(len(m) == 1 for m in zbx.acks.values())
+
+
+def test_an_idle_poll_is_one_zabbix_call(zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """Once events were handled, the overlap window and what came after it are one ids-only
+    listing: a poll that finds nothing new makes that one call and no other."""
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    pipe.run_once()
+    zbx.add(problem(101, "disk", text=DISK), problem(102, "unit", text=UNIT))
+    assert pipe.run_once().acknowledged == 2
+    zbx.calls.clear()
+    assert pipe.run_once().fetched == 0
+    assert [name for name, _ in zbx.calls] == ["event_ids"]
+    zbx.add(problem(103, "disk", text=DISK))  # and a new event is seen by the next one
+    assert pipe.run_once().acknowledged == 1 and len(zbx.acks[103]) == 1
+
+
+def test_writes_of_different_messages_are_in_flight_together(zbx: FakeZabbix, tmp_path: Path,
+                                                            test_knowledge: Knowledge) -> None:
+    """Two messages of one cycle: each write waits until the other is in flight too (a barrier,
+    10 s at most), so a cycle that wrote one at a time would fail here, not run slower."""
+    import threading
+
+    pipe = make(zbx, tmp_path / "s.db", test_knowledge)
+    pipe.run_once()
+    zbx.add(problem(101, "disk", text=DISK), problem(102, "unit", text=UNIT))
+    both = threading.Barrier(2, timeout=10)
+    real_ack = zbx.acknowledge
+
+    def together(ids, message, *, action):  # type: ignore[no-untyped-def]
+        both.wait()
+        return real_ack(ids, message, action=action)
+
+    zbx.acknowledge = together  # type: ignore[method-assign]
+    r = pipe.run_once()
+    assert (r.acknowledged, r.api_writes) == (2, 2)
+    assert pipe._ledger.states([101, 102]) and {e: len(m) for e, m in zbx.acks.items()} == {101: 1, 102: 1}
+    assert pipe._ledger.cursor == 102

@@ -135,16 +135,23 @@ def test_refusal_is_permanent_and_keeps_the_code(server: Server) -> None:
 
 
 def test_version_specific_parameter_names(server: Server) -> None:
+    """6.x reads the acknowledgements in the page's event.get (select_acknowledges); 7.0+
+    asks for them in a second event.get, only for events carrying a message (action 4), with
+    the spelling 7.2 accepts."""
     seen: list[dict] = []  # type: ignore[type-arg]
     version = {"v": "6.0.14"}
+    row = {"eventid": "5", "clock": "1", "ns": "0", "name": "x", "severity": "4", "objectid": "9"}
 
     def reply(req: dict) -> Reply:  # type: ignore[type-arg]
         if req["method"] == "apiinfo.version":
             return ok(version["v"], req)
         if req["method"] == "user.login":
             return ok("s1", req)
+        if req["method"] == "user.checkAuthentication":
+            return ok({"userid": "17"}, req)
         seen.append(req)
-        return ok([], req)
+        page = req["method"] == "event.get" and "eventid_from" in req["params"]
+        return ok([row] if page and version["v"] != "6.0.14" else [], req)
 
     server.replies = reply
     from hefestus.values import EventFilter
@@ -153,7 +160,12 @@ def test_version_specific_parameter_names(server: Server) -> None:
     c.events(EventFilter(), eventid_from=1)
     assert "select_acknowledges" in seen[-1]["params"] and "selectAcknowledges" not in seen[-1]["params"]
     assert seen[-1]["params"]["value"] == 1 and seen[-1]["params"]["suppressed"] is False
+    assert "opdata" not in seen[-1]["params"]["output"]  # expanded from the trigger's template
     version["v"] = "7.2.0"
+    seen.clear()
     c2 = client(server)
     c2.events(EventFilter(), eventid_from=1)
-    assert "selectAcknowledges" in seen[-1]["params"] and "select_acknowledges" not in seen[-1]["params"]
+    page, marked = [r["params"] for r in seen if r["method"] == "event.get"]
+    assert not {"selectAcknowledges", "select_acknowledges"} & set(page)
+    assert marked["action"] == 4 and marked["eventids"] == ["5"]
+    assert "selectAcknowledges" in marked and "select_acknowledges" not in marked

@@ -28,12 +28,11 @@ import pytest
 import yaml
 
 from hefestus.adapters.zabbix import ZabbixClient
+from tests.support import push
 from tests.support.helpers import eventually, free_port, metric
 from tests.support.lab import LabHost, ZabbixLab, hefestus_messages
-from tests.support.paths import ROOT
 from tests.support.zabbix_config import write_config
 
-MEDIA_TYPE = ROOT / "deploy" / "zabbix" / "hefestus-media-type.yaml"
 PUSH_USER = ("hefestus-push-it", "Hx-push-S3cret-7q1w!")
 TOKEN = f"push-it-{uuid.uuid4().hex}"
 CLASSIFIED = re.compile(r"\[Hefestus\] [\w-]+ / ")
@@ -46,48 +45,23 @@ SENT, FAILED = "1", "2"
 def media_type(admin: ZabbixClient) -> Iterator[str]:
     """deploy/zabbix/hefestus-media-type.yaml imported as ops would (configuration.import)."""
 
-    def load() -> None:
-        assert admin.call("configuration.import", format="yaml", source=MEDIA_TYPE.read_text(),
-                          rules={"mediaTypes": {"createMissing": True, "updateExisting": True}}) is True
-
-    load()
+    push.import_media_type(admin)
     rows = admin.call("mediatype.get", output=["mediatypeid", "type", "status", "parameters"],
                       filter={"name": "Hefestus"})
     assert len(rows) == 1 and rows[0]["type"] == "4" and rows[0]["status"] == "0", rows  # an enabled webhook
     # Every parameter (the macros the script reads) survived this version's import of a 6.0 export.
-    shipped = yaml.safe_load(MEDIA_TYPE.read_text())["zabbix_export"]["media_types"][0]["parameters"]
+    shipped = yaml.safe_load(push.MEDIA_TYPE.read_text())["zabbix_export"]["media_types"][0]["parameters"]
     assert {p["name"]: p["value"] for p in rows[0]["parameters"]} == {p["name"]: p["value"] for p in shipped}
     yield str(rows[0]["mediatypeid"])
-    load()  # undo a test's changes (attempts)
+    push.import_media_type(admin)  # undo a test's changes (attempts)
 
 
 @pytest.fixture(scope="module")
 def push_user(admin: ZabbixClient, media_type: str) -> Iterator[str]:
     """The user the action sends the push to: any "send to" value, the media type does the rest."""
-    medias = [{"mediatypeid": media_type, "sendto": "hefestus", "active": 0, "severity": 63,
-               "period": "1-7,00:00-24:00"}]
-    rows = admin.call("user.get", output=["userid"], filter={"username": [PUSH_USER[0]]})
-    if rows:
-        userid = str(rows[0]["userid"])
-        admin.call("user.update", userid=userid, medias=medias)
-    else:
-        userid = str(admin.call("user.create", username=PUSH_USER[0], passwd=PUSH_USER[1], roleid="3",
-                                usrgrps=[{"usrgrpid": "7"}], medias=medias)["userids"][0])
+    userid = push.push_user(admin, media_type, *PUSH_USER)
     yield userid
     admin.call("user.delete", userid)
-
-
-def _set_global_macros(admin: ZabbixClient, values: dict[str, tuple[str, int]]) -> list[str]:
-    ids = []
-    for macro, (value, kind) in values.items():
-        rows = admin.call("usermacro.get", globalmacro=True, output=["globalmacroid"], filter={"macro": macro})
-        if rows:
-            ids.append(str(rows[0]["globalmacroid"]))
-            admin.call("usermacro.updateglobal", globalmacroid=ids[-1], value=value, type=kind)
-        else:
-            ids.append(str(admin.call("usermacro.createglobal", macro=macro, value=value,
-                                      type=kind)["globalmacroids"][0]))
-    return ids
 
 
 @contextmanager
@@ -96,27 +70,15 @@ def push_action(admin: ZabbixClient, lab: ZabbixLab, host: LabHost, media_type: 
     """The set-up README's "Push intake" describes: the two global macros (the token as a
     secret macro) and a trigger action whose problem operation sends the Hefestus media.
     Its condition is this test's trigger, so no other test's events reach it."""
-    macro_ids = _set_global_macros(admin, {"{$HEFESTUS.URL}": (url, 0), "{$HEFESTUS.TOKEN}": (token, 1)})
-    actionid = str(admin.call(
-        "action.create", name=lab.unique("hefestus-push-it"), eventsource=0, status=0, esc_period="1h",
-        filter={"evaltype": 0, "conditions": [{"conditiontype": 2, "operator": 0, "value": host.triggerid}]},
-        operations=[{"operationtype": 0, "esc_step_from": 1, "esc_step_to": 1,
-                     "opmessage": {"default_msg": 1, "mediatypeid": media_type},
-                     "opmessage_usr": [{"userid": user}]}])["actionids"][0])
+    macro_ids = push.set_global_macros(admin, {"{$HEFESTUS.URL}": (url, 0), "{$HEFESTUS.TOKEN}": (token, 1)})
+    actionid = push.create_push_action(admin, lab.unique("hefestus-push-it"), media_type, user,
+                                       condition=push.TRIGGER, value=host.triggerid)
     try:
-        _reload_server_config(lab)
+        push.reload_server_config(lab)
         yield actionid
     finally:
         admin.call("action.delete", actionid)
         admin.call("usermacro.deleteglobal", *macro_ids)
-
-
-def _reload_server_config(lab: ZabbixLab) -> None:
-    """Actions, macros and media types reach the server through its configuration cache
-    (CacheUpdateFrequency=5 s in deploy/dev): ask for a reload, then allow it to finish."""
-    subprocess.run(["zabbix_server", "-c", lab.server_config, "-R", "config_cache_reload"],
-                   capture_output=True, timeout=30, check=False)
-    time.sleep(6)
 
 
 @dataclass

@@ -40,11 +40,22 @@ class FakeOllama:
     script: list[str] = field(default_factory=list)
     hang_seconds: float = 30.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Seconds each chat answer takes, like a model's answer time; answers are produced at
+    #: once for every request in flight (a server that answers several at a time).
+    delay: float = 0.0
+    #: Chat answers wait until this many were in flight at once (at most ``gather_timeout``
+    #: s; later ones never wait): proves a client asks in parallel without measuring time.
+    gather: int = 0
+    gather_timeout: float = 10.0
+    #: Chat answers in production now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -162,11 +173,23 @@ class FakeOllama:
         if fault in ("http-500", "garbage", "html-502", "hang"):
             self._fail(h, fault)
             return
-        content = (self.answer or default_answer)(body)
-        done_reason = "stop"
-        if fault == "cut-off":
-            content, done_reason = content[: max(len(content) // 2, 1)], "length"
-        self._chat(h, body, content, done_reason, fault)
+        with self._changed:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._changed.notify_all()
+            if self.gather:
+                self._changed.wait_for(lambda: self.max_in_flight >= self.gather, self.gather_timeout)
+        try:
+            if self.delay:
+                self._stop.wait(self.delay)
+            content = (self.answer or default_answer)(body)
+            done_reason = "stop"
+            if fault == "cut-off":
+                content, done_reason = content[: max(len(content) // 2, 1)], "length"
+            self._chat(h, body, content, done_reason, fault)
+        finally:
+            with self._changed:
+                self.in_flight -= 1
 
     def _chat(self, h: BaseHTTPRequestHandler, body: dict[str, Any], content: str, done_reason: str,
               fault: str) -> None:

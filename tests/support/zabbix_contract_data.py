@@ -45,11 +45,11 @@ def seed() -> tuple[dict[str, str], Rows, dict[str, list[str]], Rows, list[dict[
                    "10102": {"hostid": "10102", "host": "db-1", "name": "DB 1", "groupids": ["5", "2"]}}
     items: Rows = {
         "30001": {"itemid": "30001", "hostid": "10101", "name": "Application log", "key_": "app.log",
-                  "value_type": "4", "lastvalue": ""},
+                  "value_type": "4", "lastvalue": "", "units": ""},
         "30002": {"itemid": "30002", "hostid": "10102", "name": "Kernel log", "key_": "log[/var/log/kern.log]",
-                  "value_type": "2", "lastvalue": ""},
+                  "value_type": "2", "lastvalue": "", "units": ""},
         "30003": {"itemid": "30003", "hostid": "10101", "name": "CPU load", "key_": "system.cpu.load",
-                  "value_type": "0", "lastvalue": "0.42"},
+                  "value_type": "0", "lastvalue": "0.42", "units": ""},
     }
     triggers = {"20001": ["30001", "30003"], "20002": ["30002"]}
     return groups, hosts, triggers, items, [], {}
@@ -161,6 +161,8 @@ class ContractMethods:
             ("suppressed", lambda e, x: e["suppressed"] == ("1" if x else "0")),
             ("acknowledged", lambda e, x: e["acknowledged"] == ("1" if x else "0")),
             ("groupids", lambda e, x: bool(set(self.hosts[e["_hostid"]]["groupids"]) & _ids(x))),
+            ("action", lambda e, x: any(int(a["action"]) & int(x) == int(x) for a in e["_acks"])),
+            ("action_userids", lambda e, x: any(a["userid"] in _ids(x) for a in e["_acks"])),
         ]
         for name, ok in checks:
             if params.get(name) is not None and name in (self.rules.known("event.get") or set()):
@@ -200,11 +202,25 @@ class ContractMethods:
 
     def _m_trigger_get(self, params: dict[str, Any], userid: str | None) -> list[dict[str, Any]]:
         ids = _ids(params.get("triggerids", list(self.triggers)))
+        known = self.rules.known("trigger.get") or set()
         out = []
         for t in sorted(ids & set(self.triggers)):
-            row = _pick({"triggerid": t}, params.get("output", "extend"))
+            itemids = self.triggers[t]
+            functions = [{"functionid": f"{t}{n}", "itemid": i} for n, i in enumerate(itemids, 1)]
+            hostids = sorted({self.items[i]["hostid"] for i in itemids})
+            row = _pick({"triggerid": t, "expression": " or ".join(f"{{{f['functionid']}}}<>0" for f in functions),
+                         "opdata": "{ITEM.VALUE1}"}, params.get("output", "extend"))
             if params.get("selectItems") is not None:
-                row["items"] = [_pick({"itemid": i}, params["selectItems"]) for i in self.triggers[t]]
+                row["items"] = [_pick({"itemid": i}, params["selectItems"]) for i in itemids]
+            if params.get("selectFunctions") is not None:
+                row["functions"] = [_pick(f, params["selectFunctions"]) for f in functions]
+            if params.get("selectHosts") is not None:
+                row["hosts"] = [_pick({k: val for k, val in self.hosts[h].items() if k != "groupids"},
+                                      params["selectHosts"]) for h in hostids]
+            for param, key in (("selectHostGroups", "hostgroups"), ("selectGroups", "groups")):
+                if param in params and param in known:
+                    groupids = sorted({g for h in hostids for g in self.hosts[h]["groupids"]})
+                    row[key] = [_pick({"groupid": g, "name": self.groups[g]}, params[param]) for g in groupids]
             out.append(row)
         return out
 

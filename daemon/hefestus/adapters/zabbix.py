@@ -12,7 +12,11 @@ What it owns, so nothing else has to know:
   auth in the body (< 6.4) or a Bearer header, which pyzabbix picks from the
   detected version; the cause/symptom rank (``cause_eventid``) asked for from 6.4 only;
 * raw dicts -> frozen :class:`~hefestus.values.Problem`, with the full item
-  values, since ``opdata`` is cut to 20 characters per macro;
+  values, since ``opdata`` is cut to 20 characters per macro, in the cheapest
+  calls: what a trigger shares with its events is read once per trigger, and
+  ``opdata`` expanded here (:mod:`hefestus.adapters.zabbix_events`);
+* the marker check's acknowledgements: from 7.0 read only for the events that
+  carry a message at all (event.get ``action`` filter); before, with the page;
 * who Hefestus is: its own user id, learned once after login, when the first
   events arrive (``user.checkAuthentication``, for a session or an API token alike), so only
   messages written by that user (or by ``hefestus_users``, other instances)
@@ -22,6 +26,7 @@ What it owns, so nothing else has to know:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
@@ -32,10 +37,12 @@ from packaging.version import Version
 from pyzabbix import ZabbixAPI, ZabbixAPIException
 from tenacity import Retrying
 
+from hefestus.adapters import zabbix_events
 from hefestus.adapters.retry import retrying
 from hefestus.config import ZabbixSettings
 from hefestus.errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
-from hefestus.values import Ack, EventFilter, ItemValue, Problem, Severity
+from hefestus.pipeline.ports import LISTING_LIMIT, OPEN_END
+from hefestus.values import EventFilter, ItemValue, Problem, Severity
 
 # pyzabbix logs whole request payloads (passwords included) at DEBUG: never let it.
 logging.getLogger("pyzabbix").setLevel(logging.WARNING)
@@ -43,11 +50,11 @@ log = structlog.get_logger("hefestus.zabbix")
 
 T = TypeVar("T")
 
-_EVENT_OUTPUT = ["eventid", "clock", "ns", "name", "severity", "opdata", "acknowledged",
-                 "r_eventid", "objectid", "suppressed"]
+#: No ``opdata``: event.get expands it event by event; it is expanded from the trigger's template
+#: (hefestus.adapters.zabbix_events).
+_EVENT_OUTPUT = ["eventid", "clock", "ns", "name", "severity", "acknowledged", "r_eventid", "objectid",
+                 "suppressed"]
 _SESSION_GONE = ("session terminated", "not authorized", "re-login")
-_TEXT_TYPES = {1, 2, 4}  # char, log, text: where error messages live
-_NUMERIC_TYPES = {0, 3}
 _HISTORY_WINDOW = 600  # seconds before the oldest event searched for the triggering values
 
 
@@ -67,6 +74,7 @@ class ZabbixClient:
                               detect_version=True)
         self._sleep = sleep
         self._logged_in = False
+        self._login_lock = threading.Lock()
         self.version: Version | None = None
 
     # -- plumbing ---------------------------------------------------------------------
@@ -129,16 +137,20 @@ class ZabbixClient:
         params: dict[str, Any] | list[Any] = list(positional) if positional else named
 
         def attempt() -> Any:
-            if not self._logged_in:
-                self._login()
+            with self._login_lock:  # writes run on several threads: one login for all of them
+                if not self._logged_in:
+                    self._login()
+                session = self._api.auth
             try:
                 return self._raw(method, params)
             except ZabbixAuthError:
                 if self._settings.token is not None:
                     raise  # a token that stops working won't start working again
-                log.info("zabbix session expired, logging in again")
-                self._logged_in = False
-                self._login()
+                with self._login_lock:
+                    if self._api.auth == session:  # no other thread has logged in again meanwhile
+                        log.info("zabbix session expired, logging in again")
+                        self._logged_in = False
+                        self._login()
                 return self._raw(method, params)
         return self._retrying()(attempt)
 
@@ -201,19 +213,25 @@ class ZabbixClient:
         return params
 
     def event_ids(self, flt: EventFilter, *, eventid_from: int, eventid_till: int) -> list[int]:
-        """Cheap listing (ids only) for the overlap window behind the cursor."""
+        """Cheap listing (ids only): the overlap window behind the cursor and, open-ended
+        (``OPEN_END``), whatever came after it, so an idle poll is this one call."""
         if eventid_till < eventid_from:
             return []
-        rows = self.call("event.get", **self._base(flt), output=["eventid"],
-                         eventid_from=eventid_from, eventid_till=eventid_till)
+        bound: dict[str, int] = ({"limit": LISTING_LIMIT} if eventid_till >= OPEN_END
+                                 else {"eventid_till": eventid_till})
+        rows = self.call("event.get", **self._base(flt), output=["eventid"], eventid_from=eventid_from, **bound)
         return [int(r["eventid"]) for r in rows]
 
     def events(self, flt: EventFilter, *, eventid_from: int | None = None,
                eventids: Sequence[int] | None = None, limit: int | None = None) -> list[Problem]:
-        """Problem events with hosts, groups, tags, acknowledgements and item values."""
-        params = {**self._base(flt), "output": _EVENT_OUTPUT + self._rank_output,
-                  "selectHosts": ["hostid", "host", "name"], "selectTags": ["tag", "value"],
-                  self._acks_param: ["userid", "message"]}
+        """Problem events with hosts, groups, tags, acknowledgements and item values.
+
+        One event.get for the events' own fields and tags, then what their triggers share,
+        once per distinct trigger (:mod:`hefestus.adapters.zabbix_events`): a page of 1,000
+        events of 20 triggers costs the same few calls as one event.
+        """
+        params: dict[str, Any] = {**self._base(flt), "output": _EVENT_OUTPUT + self._rank_output,
+                                  "selectTags": ["tag", "value"], **self._acks_select()}
         if eventids is not None:
             if not eventids:
                 return []
@@ -225,26 +243,51 @@ class ZabbixClient:
         rows: list[dict[str, Any]] = self.call("event.get", **params)
         if not rows:
             return []
-        groups = self._host_groups({h["hostid"] for r in rows for h in r.get("hosts", [])})
-        items = self._item_values(rows)
+        triggers = self._triggers({r["objectid"] for r in rows})
         ours = self.hefestus_userids()
-        causes = self._causes(rows)
-        return [_problem(r, groups, items.get(r["eventid"], ()), ours, causes) for r in rows]
+        self._marker_acks(rows, ours)
+        items = self._item_values(rows, triggers)
+        causes = self._causes(rows, triggers)
+        none = zabbix_events.Trigger()
+        return [zabbix_events.problem(r, triggers.get(r["objectid"], none), *items.get(r["eventid"], ((), "")),
+                                      ours, causes) for r in rows]
 
-    def _causes(self, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    def _acks_select(self) -> dict[str, list[str]]:
+        """Acknowledgements in the page's event.get: only where no cheaper marker check exists
+        (before 7.0, which has no ``action`` filter); see :meth:`_marker_acks`."""
+        return {} if self._at_least("7.0") else {self._acks_param: ["userid", "message"]}
+
+    def _marker_acks(self, rows: list[dict[str, Any]], ours: frozenset[str]) -> None:
+        """From 7.0, the acknowledgements of only those events of the page that carry a message
+        at all (event.get ``action`` = 4, one EXISTS query): in a storm, none, so nothing is
+        read; an event someone commented on gets all its acknowledgements, as before."""
+        if not self._at_least("7.0"):
+            return
+        ids = [r["eventid"] for r in rows]
+        commented = self.call("event.get", eventids=ids, source=0, object=0, value=1, action=4,
+                              output=["eventid"], **{self._acks_param: ["userid", "message"]})
+        acks = {r["eventid"]: r.get("acknowledges", []) for r in commented}
+        for r in rows:
+            r["acknowledges"] = acks.get(r["eventid"], [])
+
+    def _causes(self, rows: list[dict[str, Any]],
+                triggers: dict[str, zabbix_events.Trigger]) -> dict[str, tuple[str, str]]:
         """(host, problem name) of each symptom's cause, for its pointer; read once per page.
         A cause Hefestus may not read is simply absent."""
         wanted = {str(r.get("cause_eventid", "0")) for r in rows} - {"0"}
         if not wanted:
             return {}
-        out = {r["eventid"]: (r["hosts"][0].get("host", "") if r.get("hosts") else "", r.get("name", ""))
-               for r in rows if r["eventid"] in wanted}
+        out: dict[str, tuple[str, str]] = {}
+        for r in rows:
+            if r["eventid"] in wanted:
+                hosts = triggers.get(r["objectid"], zabbix_events.Trigger()).hosts
+                out[r["eventid"]] = (hosts[0].get("host", "") if hosts else "", r.get("name", ""))
         missing = sorted(wanted - set(out), key=int)
         if missing:
             for r in self.call("event.get", eventids=missing, source=0, object=0,
                                output=["eventid", "name"], selectHosts=["host"]):
-                hosts = r.get("hosts") or [{}]
-                out[r["eventid"]] = (hosts[0].get("host", ""), r.get("name", ""))
+                found = r.get("hosts") or [{}]
+                out[r["eventid"]] = (found[0].get("host", ""), r.get("name", ""))
         return out
 
     def hefestus_userids(self) -> frozenset[str]:
@@ -258,54 +301,36 @@ class ZabbixClient:
             self.userid = str(me["userid"])
         return self._also_hefestus | {self.userid}
 
-    def _host_groups(self, hostids: Iterable[str]) -> dict[str, tuple[str, ...]]:
-        ids = sorted(set(hostids))
-        if not ids:
-            return {}
+    def _triggers(self, triggerids: Iterable[str]) -> dict[str, zabbix_events.Trigger]:
+        """Hosts, host groups, items and operational data of each trigger, in one call."""
         param, key = self._groups_param
-        rows = self.call("host.get", hostids=ids, output=["hostid"], **{param: ["name"]})
-        return {r["hostid"]: tuple(g["name"] for g in r.get(key, [])) for r in rows}
+        rows = self.call("trigger.get", triggerids=sorted(set(triggerids)),
+                         output=["triggerid", "expression", "opdata"], selectHosts=["hostid", "host", "name"],
+                         selectItems=["itemid"], selectFunctions=["functionid", "itemid"], **{param: ["name"]})
+        return {r["triggerid"]: zabbix_events.trigger(r, key) for r in rows}
 
-    def _item_values(self, events: list[dict[str, Any]]) -> dict[str, tuple[ItemValue, ...]]:
-        """For each event, its trigger's items with the value that stood at the event's clock."""
-        triggerids = sorted({e["objectid"] for e in events})
-        triggers = self.call("trigger.get", triggerids=triggerids, output=["triggerid"],
-                             selectItems=["itemid"])
-        items_of = {t["triggerid"]: [i["itemid"] for i in t.get("items", [])] for t in triggers}
-        itemids = sorted({i for ids in items_of.values() for i in ids})
+    def _item_values(self, events: list[dict[str, Any]], triggers: dict[str, zabbix_events.Trigger],
+                     ) -> dict[str, tuple[tuple[ItemValue, ...], str]]:
+        """For each event, its trigger's items with the value that stood at the event's clock,
+        and its operational data expanded from them."""
+        itemids = sorted({i for t in triggers.values() for i in (*t.itemids, *t.macro_itemids)})
         if not itemids:
             return {}
         items = {i["itemid"]: i for i in self.call(
-            "item.get", itemids=itemids, output=["itemid", "name", "key_", "value_type", "lastvalue"],
+            "item.get", itemids=itemids, output=["itemid", "name", "key_", "value_type", "lastvalue", "units"],
             webitems=True)}
         history: dict[str, list[tuple[tuple[int, int], str]]] = defaultdict(list)
         by_type: dict[int, list[str]] = defaultdict(list)
         for itemid, item in items.items():
-            vt = int(item["value_type"])
-            if vt in _TEXT_TYPES:
-                by_type[vt].append(itemid)
+            if int(item["value_type"]) in zabbix_events.TEXT_TYPES:
+                by_type[int(item["value_type"])].append(itemid)
         clocks = [int(e["clock"]) for e in events]
         for vt, ids in by_type.items():
             for h in self.call("history.get", history=vt, itemids=ids, output="extend",
                                time_from=min(clocks) - _HISTORY_WINDOW, time_till=max(clocks),
                                sortfield="clock", sortorder="DESC", limit=20000):
                 history[h["itemid"]].append(((int(h["clock"]), int(h.get("ns", 0))), h["value"]))
-        for stored in history.values():
-            stored.sort(reverse=True)  # newest first; ns breaks ties within one second
-        out: dict[str, tuple[ItemValue, ...]] = {}
-        for e in events:
-            # The value that raised the event carries the event's own clock and ns.
-            clock = (int(e["clock"]), int(e.get("ns", 0)))
-            values: list[ItemValue] = []
-            for itemid in items_of.get(e["objectid"], []):
-                item = items.get(itemid)
-                if item is None:
-                    continue
-                value = next((v for c, v in history.get(itemid, []) if c <= clock),
-                             item.get("lastvalue", ""))
-                values.append(ItemValue(item["name"], item["key_"], str(value)))
-            out[e["eventid"]] = tuple(values)
-        return out
+        return zabbix_events.item_values(events, triggers, items, history)
 
     def problem_resolved(self, eventid: int) -> bool:
         """Whether a problem event has recovered (or was closed by hand): its ``r_eventid`` is set.
@@ -367,24 +392,3 @@ def _translate_api(method: str, exc: ZabbixAPIException) -> Exception:
         return ZabbixUnavailable(f"{method}: Zabbix cannot reach its database: {data}")
     return ZabbixRejected(f"{method}: {message} {data}".strip(), code=code, data=data)
 
-
-def _problem(row: dict[str, Any], groups: dict[str, tuple[str, ...]],
-             items: tuple[ItemValue, ...], ours: Collection[str],
-             causes: dict[str, tuple[str, str]] | None = None) -> Problem:
-    hosts = row.get("hosts", [])
-    cause = str(row.get("cause_eventid", "0") or "0")
-    cause_host, cause_name = (causes or {}).get(cause, ("", ""))
-    host_groups = sorted({g for h in hosts for g in groups.get(h["hostid"], ())})
-    acks = row.get("acknowledges", [])
-    return Problem(
-        eventid=int(row["eventid"]), clock=int(row["clock"]), name=row.get("name", ""),
-        severity=Severity(int(row.get("severity", 0))),
-        hosts=tuple(h.get("host", "") for h in hosts), host_groups=tuple(host_groups),
-        tags=tuple((t["tag"], t.get("value", "")) for t in row.get("tags", [])),
-        opdata=row.get("opdata", "") or "", items=items, triggerid=int(row.get("objectid", 0)),
-        resolved=str(row.get("r_eventid", "0")) != "0", suppressed=str(row.get("suppressed", "0")) == "1",
-        acknowledged=str(row.get("acknowledged", "0")) == "1",
-        acks=tuple(Ack(str(a.get("userid", "")), a.get("message", ""), str(a.get("userid", "")) in ours)
-                   for a in acks),
-        cause_eventid=int(cause), cause_host=cause_host, cause_name=cause_name,
-    )

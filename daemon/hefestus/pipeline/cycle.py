@@ -7,7 +7,8 @@
     analyse    pattern suggestion, model answer per fingerprint  (analysis/)
     decide     self-healing: decided and claimed before a word is written  (remediation/)
     render     the message, redacted, within Zabbix's limit       (pipeline/render.py)
-    write      event.acknowledge, batched by identical message; then the cursor moves
+    write      event.acknowledge, batched by identical message, a few calls in flight while
+               the next group is prepared (pipeline/writes.py); then the cursor moves
     after      the after-write handlers, in the order app/build.py lists them:
                HandOffRemediation (the Rundeck run, on the engine's workers),
                Announce (Slack, Teams)                             (pipeline/after_write.py)
@@ -38,10 +39,18 @@ from hefestus.analysis.fingerprint import mask_hosts, normalise
 from hefestus.analysis.teach import sighting
 from hefestus.classify.knowledge import Knowledge
 from hefestus.config import AcknowledgeSettings, IntakeSettings
-from hefestus.errors import ZabbixRejected, ZabbixUnavailable
 from hefestus.pipeline.plan import CycleReport, Planned
-from hefestus.pipeline.ports import AfterWrite, Analysis, Remediation, UnclassifiedLog, Zabbix
+from hefestus.pipeline.ports import (
+    LISTING_LIMIT,
+    OPEN_END,
+    AfterWrite,
+    Analysis,
+    Remediation,
+    UnclassifiedLog,
+    Zabbix,
+)
 from hefestus.pipeline.render import MARKER, cut, pointer, render
+from hefestus.pipeline.writes import IN_FLIGHT, Writer
 from hefestus.redact import unredacted
 from hefestus.remediation.decision import Decision
 from hefestus.state.ledger import FINAL_STATES, EventState, Ledger
@@ -68,8 +77,11 @@ class Pipeline:
                  intake: IntakeSettings, ack: AcknowledgeSettings, ledger_days: int = 90,
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
                  redact: Callable[[str], str] = unredacted, remediation: Remediation | None = None,
-                 after_write: Sequence[AfterWrite] = (), unclassified: UnclassifiedLog | None = None) -> None:
+                 after_write: Sequence[AfterWrite] = (), unclassified: UnclassifiedLog | None = None,
+                 writes_in_flight: int = IN_FLIGHT) -> None:
         self._zbx = zabbix
+        self._writes = Writer(zabbix, ledger, action=ack.action_bits, max_attempts=intake.max_attempts,
+                              remediation=remediation, after_write=after_write, in_flight=writes_in_flight)
         self._ledger = ledger
         self._knowledge = knowledge  # a callable, so a reload is picked up at the next cycle
         self._intake = intake
@@ -81,8 +93,6 @@ class Pipeline:
         self._analysis = analysis or PatternsOnly()
         self._redact = redact
         self._remediation = remediation
-        #: Run, in this order, with the plans whose message Zabbix just stored.
-        self._after_write = tuple(after_write)
         #: Event kinds no pattern matched, for `hefestus unclassified` (the teach loop).
         self._unclassified = unclassified
 
@@ -121,15 +131,18 @@ class Pipeline:
         cursor = self._start_cursor(persist=not dry_run)
         backlog = (int(self._ledger.meta("backlog_until") or 0), int(self._ledger.meta("backlog_since") or 0))
         floor = int(self._ledger.meta("floor") or cursor)
-        # Late arrivals behind the cursor first: they are the oldest.
+        # Late arrivals behind the cursor first: they are the oldest. One listing (ids only)
+        # covers the overlap window and whatever came after it: an idle poll is that one call.
         lowest = max(cursor - self._intake.overlap_ids + 1, floor + 1)
         if self._intake.overlap_ids and lowest <= cursor:
-            ids = self._zbx.event_ids(flt, eventid_from=lowest, eventid_till=cursor)
-            known = self._ledger.states(ids)
-            late = [i for i in ids if i not in known or known[i].state not in FINAL_STATES]
+            ids = self._zbx.event_ids(flt, eventid_from=lowest, eventid_till=OPEN_END)
+            known = self._ledger.states(i for i in ids if i <= cursor)
+            late = [i for i in ids if i <= cursor and (i not in known or known[i].state not in FINAL_STATES)]
             if late:
                 log.info("late events behind the cursor", count=len(late))
                 self._handle(self._zbx.events(flt, eventids=late), report, dry_run, backlog)
+            if (not ids or ids[-1] <= cursor) and len(ids) < LISTING_LIMIT:
+                return self._idle(report, dry_run)
         while True:
             page = self._zbx.events(flt, eventid_from=cursor + 1, limit=self._intake.page_size)
             if not page:
@@ -147,6 +160,9 @@ class Pipeline:
                 cursor = new_cursor
             if len(page) < self._intake.page_size:
                 break
+        return self._idle(report, dry_run)
+
+    def _idle(self, report: CycleReport, dry_run: bool) -> CycleReport:
         if not dry_run:
             self._prune()
         return report
@@ -183,11 +199,14 @@ class Pipeline:
             triaged.append(self._triage(problem, knowledge, backlog))
         # Written group by group as they are ready: a storm's known kinds are acknowledged in
         # seconds, and each model-answered kind as soon as its answer is in, never after the
-        # slowest answer of the page.
+        # slowest answer of the page. Zabbix stores one group while the next is prepared.
         try:
             for ready in self._analyse(triaged, remember=not dry_run):
                 final.update(self._write_group(ready, report, dry_run))
+                final.update(self._writes.settle(report, wait=False))
+            final.update(self._writes.settle(report, wait=True))
         finally:  # after the writes (no event waits for it), even when Zabbix went away mid-batch
+            self._writes.drain(report)
             if not dry_run:
                 self._record_unclassified([p for p in triaged if p.problem.eventid not in known])
         return final
@@ -219,7 +238,7 @@ class Pipeline:
         self._record_skips(skipped, report)
         final.update(p.problem.eventid for p in skipped)
         for message, plans in groups.items():
-            final.update(self._write(message, plans, report))
+            self._writes.submit(message, plans)
         return final
 
     # -- stage 1-3: triage, classify, render ------------------------------------------
@@ -307,61 +326,6 @@ class Pipeline:
                 report.skipped += 1
             log.info("event skipped", eventid=p.problem.eventid, host=p.problem.host, reason=p.skip_reason)
         self._ledger.record(rows)
-
-    # -- stage 4: write back ----------------------------------------------------------
-
-    def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
-        """Acknowledge ``plans`` with one call; on refusal, isolate the bad event(s)."""
-        self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
-        ids = [p.problem.eventid for p in plans]
-        try:
-            self._zbx.acknowledge(ids, message, action=self._ack.action_bits)
-            report.api_writes += 1
-        except ZabbixUnavailable:
-            raise  # the cycle stops; pending rows are retried, the marker check prevents doubles
-        except ZabbixRejected as exc:
-            report.api_writes += 1
-            if len(plans) > 1:
-                log.warning("batched acknowledge refused; retrying one by one", count=len(plans),
-                            error=str(exc))
-                done: set[int] = set()
-                for p in plans:
-                    done |= self._write(message, [p], report)
-                return done
-            p = plans[0]
-            gave_up = self._ledger.record_failure(p.problem.eventid, str(exc),
-                                                 give_up_after=self._intake.max_attempts)
-            log.error("zabbix refused the acknowledgement", eventid=p.problem.eventid,
-                      host=p.problem.host, error=str(exc), gave_up=gave_up)
-            if gave_up:
-                report.failed += 1
-                if p.decision is not None and self._remediation is not None:
-                    self._remediation.release(p.problem.eventid, str(exc))
-                return {p.problem.eventid}
-            return set()
-        self._ledger.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
-        for handler in self._after_write:
-            try:
-                handler(plans)
-            except Exception as exc:  # noqa: BLE001 - the acknowledgement is written; say so, go on
-                log.error("after-write handler failed", handler=handler.name, error=str(exc),
-                          events=len(plans))
-        for p in plans:
-            c = p.classification
-            report.acknowledged += 1
-            if c is None:  # a symptom's pointer
-                log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
-                         symptom_of=p.problem.cause_eventid, batch=len(plans))
-                continue
-            log.info("event acknowledged", eventid=p.problem.eventid, host=p.problem.host,
-                     domain=c.domain, category=c.category or "unclassified", pattern=c.pattern_id,
-                     source=p.suggestion.source if p.suggestion else c.source, batch=len(plans))
-        return set(ids)
-
-
-def _cls(p: Planned) -> tuple[str | None, str | None, str | None]:
-    c = p.classification
-    return (c.domain, c.category, c.pattern_id) if c else (None, None, None)
 
 
 def _advance(cursor: int, ids: list[int], done: set[int]) -> int:

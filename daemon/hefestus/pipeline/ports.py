@@ -22,6 +22,12 @@ from hefestus.values import (
     Suggestion,
 )
 
+#: ``event_ids(eventid_till=OPEN_END)``: no upper bound (Zabbix's largest id).
+OPEN_END = 2**63 - 1
+#: An open-ended ``event_ids`` listing may stop after this many ids (the lowest ones); the
+#: cycle then pages through what is left instead of taking the listing as complete.
+LISTING_LIMIT = 100_000
+
 
 class EventSource(Protocol):
     def group_ids(self, names: Sequence[str]) -> tuple[str, ...]: ...
@@ -30,7 +36,9 @@ class EventSource(Protocol):
 
     def first_event_id_since(self, clock: int) -> int | None: ...
 
-    def event_ids(self, flt: EventFilter, *, eventid_from: int, eventid_till: int) -> list[int]: ...
+    def event_ids(self, flt: EventFilter, *, eventid_from: int, eventid_till: int) -> list[int]:
+        """Ids only, ascending; ``eventid_till=OPEN_END`` lists up to LISTING_LIMIT ids."""
+        ...
 
     def events(self, flt: EventFilter, *, eventid_from: int | None = None,
                eventids: Sequence[int] | None = None, limit: int | None = None) -> list[Problem]: ...
