@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import http.cookiejar
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -195,3 +196,24 @@ def test_nothing_of_ours_listens_on_the_standard_ports() -> None:
     ours = (RUN_DIR / "zabbix_server.conf").read_text()
     assert "ListenPort=10051" not in ours and "ListenIP=127.0.0.1" in ours
     assert "HANodeName" not in ours and f"PidFile={RUN_DIR}/zabbix_server.pid" in ours
+
+
+def test_nothing_zabbix_up_starts_inherits_its_lock() -> None:
+    """zabbix-up.sh holds a lock on fd 9 while it works (one run per version at a time). A
+    daemon it starts, or that a package install or pg_ctlcluster starts for it, would inherit
+    the descriptor and hold the lock for its whole life: the next `make zabbix` of that version
+    would then wait forever. Every command that can leave a process behind closes fd 9."""
+    starters = re.compile(r'^\s*(?:\$SUDO env \S+ apt-get install|\$SUDO pg_ctlcluster .*\bstart\b|'
+                          r'\$SUDO pg_createcluster|"\$SERVER_BIN" -c|.*setsid nohup php)')
+    lines = UP.read_text().splitlines()
+    found = 0
+    for i, line in enumerate(lines):
+        if starters.match(line):
+            command = line
+            j = i
+            while command.rstrip().endswith("\\"):  # a command continued on the next lines
+                j += 1
+                command += lines[j]
+            found += 1
+            assert "9>&-" in command, f"zabbix-up.sh:{i + 1} starts something that inherits the lock: {line.strip()}"
+    assert found >= 5

@@ -84,7 +84,8 @@ apt_install() {
     trap remove_policy EXIT
   fi
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # 9>&-: a service the install starts (PostgreSQL, without systemd) must not inherit our lock.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 9>&-
   [ -z "$created" ] || { remove_policy; trap - EXIT; }
 }
 need=()
@@ -106,13 +107,13 @@ PGVER=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1{print $1}')
 if [ -z "$PGVER" ]; then
   PGVER=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
   zlog "creating PostgreSQL $PGVER cluster"
-  $SUDO pg_createcluster "$PGVER" main >/dev/null
+  $SUDO pg_createcluster "$PGVER" main >/dev/null 9>&-
 fi
 PGCLUSTER=$(pg_lsclusters -h | awk 'NR==1{print $2}')
 PGPORT=$(pg_lsclusters -h | awk 'NR==1{print $3}')
 if ! pg_lsclusters -h | awk 'NR==1{print $4}' | grep -q online; then
   zlog "starting PostgreSQL $PGVER/$PGCLUSTER"
-  $SUDO pg_ctlcluster "$PGVER" "$PGCLUSTER" start
+  $SUDO pg_ctlcluster "$PGVER" "$PGCLUSTER" start 9>&-   # the postmaster must not inherit our lock
 fi
 if [ "$(id -u)" = 0 ]; then
   psql_su() { runuser -u postgres -- env PGOPTIONS='-c client_min_messages=warning' psql -p "$PGPORT" -XtAq "$@"; }
