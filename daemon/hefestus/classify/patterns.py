@@ -120,24 +120,29 @@ class Dictionary:
         self.fallback = tuple(fallback)
         self.path = path
         self._set = RegexSet([p.regex.pattern for p in self.patterns], [p.regex for p in self.patterns])
+        #: per pattern, its named groups as (name, index): re2 rebuilds ``groupindex`` per call
+        self._named = [tuple(p.regex.groupindex.items()) for p in self.patterns]
 
     def __len__(self) -> int:
         return len(self.patterns)
 
     def match(self, text: str) -> Match | None:
         """The first pattern, in file order, that matches anywhere in ``text``."""
-        for index in self._set.match(text):
+        # re2 works on UTF-8: encode once for the set and the winning regex. Given a str, its
+        # wrapper re-encodes it per call and maps every byte offset back to a str offset.
+        encoded = text.encode("utf-8")
+        for index in self._set.match(encoded):
             pattern = self.patterns[index]
-            m = pattern.regex.search(text)
+            m = pattern.regex.search(encoded)
             if m is None:  # pragma: no cover - the set and the regex agree
                 continue
-            raw = {k: v for k, v in m.groupdict().items() if v}
-            groups = {k: _clean(v) for k, v in raw.items()}
-            return Match(pattern, m.start(), m.end(), groups, _line_around(text, m.start(), m.end()), raw)
+            return _found(pattern, self._named[index], m, text, encoded)
         return None
 
     def classify(self, text: str, *, routed_by: str = "") -> Classification:
-        found = self.match(text)
+        return self._classification(self.match(text), routed_by)
+
+    def _classification(self, found: Match | None, routed_by: str) -> Classification:
         if found is None:
             return Classification(
                 domain=self.domain, category=None, pattern_id=None, confidence=0.0,
@@ -188,7 +193,7 @@ class Catalog:
                 continue
             score = (found.pattern.confidence, found.end - found.start)
             if best is None or score > best[:2]:
-                best = (*score, dictionary.classify(text, routed_by="best match of all dictionaries"))
+                best = (*score, dictionary._classification(found, "best match of all dictionaries"))
         if best is not None:
             return best[2]
         if fallback_domain in self.by_domain:
@@ -199,11 +204,29 @@ class Catalog:
             solutions=GENERIC_TRIAGE, routed_by="no dictionary matched")
 
 
+def _found(pattern: Pattern, named: Iterable[tuple[str, int]], m: Any, text: str, encoded: bytes) -> Match:
+    """The :class:`Match` for ``m``, a search of ``encoded`` (``text`` as UTF-8), in ``text``'s
+    character offsets."""
+    (start, end), spans = m.span(), [(k, m.span(i)) for k, i in named]
+    if len(encoded) == len(text):  # ASCII: byte offsets are character offsets
+        raw = {k: text[a:b] for k, (a, b) in spans if b > a}
+    else:
+        try:
+            raw = {k: encoded[a:b].decode("utf-8") for k, (a, b) in spans if b > a}
+            start, end = len(encoded[:start].decode("utf-8")), len(encoded[:end].decode("utf-8"))
+        except UnicodeDecodeError:  # a span inside a character (only \C, any byte, does that):
+            m = pattern.regex.search(text)  # let re2 map the offsets, as it always did
+            (start, end), raw = m.span(), {k: v for k, v in m.groupdict().items() if v}
+    groups = {k: _clean(v) for k, v in raw.items()}
+    return Match(pattern, start, end, groups, _line_around(text, start, end), raw)
+
+
 def _clean(value: str) -> str:
     """Group values as evidence (``Classification.groups``, read by remediation rules): short
     and printable. Causes and steps get values only through :func:`_fill`'s shape check."""
-    value = "".join(ch if ch.isprintable() else " " for ch in value).strip()
-    return value[:_MAX_GROUP_VALUE]
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return value.strip()[:_MAX_GROUP_VALUE]
 
 
 def _line_around(text: str, start: int, end: int) -> str:
@@ -214,7 +237,8 @@ def _line_around(text: str, start: int, end: int) -> str:
     line = text[line_start : line_end if line_end != -1 else len(text)].strip()
     if len(line) > _MAX_MATCHED_TEXT:
         line = text[start:end].strip()[:_MAX_MATCHED_TEXT]
-    return line.translate(_LAYOUT).strip()
+    # Every _LAYOUT character is unprintable: a printable line has none to translate.
+    return (line if line.isprintable() else line.translate(_LAYOUT)).strip()
 
 
 def _fill(p: Pattern, template: str, values: Mapping[str, str], withheld: dict[str, None]) -> str:

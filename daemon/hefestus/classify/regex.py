@@ -81,7 +81,9 @@ class RegexSet:
     def combined(self) -> bool:
         return self._set is not None
 
-    def match(self, text: str) -> list[int]:
+    def match(self, text: str | bytes) -> list[int]:
+        """Indices of the regexes that match ``text``, ascending. Pass the UTF-8 bytes of a
+        text you will search again: re2 encodes a ``str`` on every call."""
         if self._set is not None:
             return sorted(self._set.Match(text) or ())
         return [i for i, rx in enumerate(self._compiled) if rx.search(text) is not None]
