@@ -87,3 +87,15 @@ def test_shipped_rules_load_against_shipped_dictionaries(shipped_knowledge: Know
     assert router.default == "auto" and len(router.rules) >= 5
     assert router.route(problem(groups=["Kubernetes nodes"])).domain == "kubernetes"
     assert router.route(problem(name="PostgreSQL: Service is down", groups=["Other"])).domain == "database"
+
+
+@pytest.mark.parametrize(("name", "routed"), [
+    ("Kubernetes: Pod is crash looping", "rule 'kubernetes-triggers'"),
+    ("k8s node not ready", "rule 'kubernetes-triggers'"),
+    ("api-pod restarted", "rule 'kubernetes-triggers'"),
+    # an API group inside another program's message is not a Kubernetes trigger name
+    ("failed to sync cluster https://10.20.0.1:6443: failed to load initial state of resource "
+     "Ingress.networking.k8s.io: the server has asked for the client to provide credentials", "default"),
+])
+def test_the_kubernetes_trigger_rule_skips_api_groups(shipped_knowledge: Knowledge, name: str, routed: str) -> None:
+    assert shipped_knowledge.router.route(problem(name=name, groups=["Other"])).rule == routed
