@@ -179,3 +179,22 @@ def test_a_leader_frozen_inside_a_fenced_transaction_does_not_lock_the_standbys_
     finally:
         a.close()
         b.close()
+
+
+def test_the_guard_stops_acting_a_margin_before_the_lease_runs_out(states: list[State]) -> None:
+    """Leadership.guard runs right before a Zabbix write or a Rundeck run: by the process's own
+    clock, with a margin, so a call sent now reaches Zabbix before a successor could look."""
+    clock = FakeClock()
+    lead = leadership(states[0], "node-a", clock)
+    with pytest.raises(LeaseLost):
+        lead.guard()  # a standby never acts
+    assert lead.tick() == "promoted"
+    lead.guard()
+    clock.advance(TTL - 1.5)
+    lead.guard()
+    clock.advance(0.6)  # inside the last second of the lease: no new call leaves
+    assert lead.is_leader
+    with pytest.raises(LeaseLost, match="nothing was sent"):
+        lead.guard()
+    assert lead.tick() is None  # renewed: acting again
+    lead.guard()

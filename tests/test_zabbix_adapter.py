@@ -15,6 +15,7 @@ import pytest
 from hefestus.adapters.zabbix import ZabbixClient
 from hefestus.config import ZabbixSettings
 from hefestus.errors import ZabbixAuthError, ZabbixRejected, ZabbixUnavailable
+from hefestus.state.lease import LeaseLost
 
 Reply = tuple[int, str, str]  # status, content type, body
 
@@ -169,3 +170,31 @@ def test_version_specific_parameter_names(server: Server) -> None:
     assert not {"selectAcknowledges", "select_acknowledges"} & set(page)
     assert marked["action"] == 4 and marked["eventids"] == ["5"]
     assert "selectAcknowledges" in marked and "select_acknowledges" not in marked
+
+
+def test_the_write_guard_runs_before_every_write_and_can_stop_it(server: Server) -> None:
+    """With several instances, a leader whose lease ran out while a write waited (or while it
+    was paused) must not send it: the guard raises and Zabbix never sees the call."""
+
+    def reply(req: dict) -> Reply:  # type: ignore[type-arg]
+        if req["method"] == "apiinfo.version":
+            return ok("7.0.22", req)
+        if req["method"] == "user.login":
+            return ok("s1", req)
+        return ok({"eventids": req["params"]["eventids"]}, req)
+
+    server.replies = reply
+    c = client(server)
+    allowed = {"yes": True}
+
+    def guard() -> None:
+        if not allowed["yes"]:
+            raise LeaseLost("not the leader")
+
+    c.write_guard = guard
+    c.acknowledge([1, 2], "[Hefestus] test", action=4)
+    allowed["yes"] = False
+    with pytest.raises(LeaseLost):
+        c.acknowledge([3], "[Hefestus] test", action=4)
+    writes = [r["params"]["eventids"] for r in server.requests if r["method"] == "event.acknowledge"]
+    assert writes == [["1", "2"]]

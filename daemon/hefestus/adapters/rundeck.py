@@ -60,6 +60,8 @@ class RundeckClient:
                  sleep: Callable[[float], None] | None = None) -> None:
         self._settings = settings
         self._token = settings.token.get_secret_value()
+        #: Called right before a job is started; raises to stop it (see ZabbixClient.write_guard).
+        self.run_guard: Callable[[], None] | None = None
         self._session = session or requests.Session()
         self._session.verify = settings.verify_tls
         self._session.headers.update({"X-Rundeck-Auth-Token": self._token,
@@ -106,6 +108,8 @@ class RundeckClient:
     def run_job(self, job_id: str, options: Mapping[str, str], *,
                 loglevel: LogLevel | None = None, node_filter: str | None = None) -> Execution:
         """Start one execution. Sent once, never retried here: see ``maybe_started``."""
+        if self.run_guard is not None:
+            self.run_guard()
         what = f"job {job_id}"
         body: dict[str, Any] = {"options": {str(k): str(v) for k, v in options.items()}}
         if loglevel is not None:

@@ -68,6 +68,9 @@ class ZabbixClient:
         #: messages are markers too (``[zabbix] hefestus_users``).
         self._also_hefestus = frozenset(str(u) for u in hefestus_users)
         self.userid: str | None = None  # Hefestus's own Zabbix user, learned once (hefestus_userids)
+        #: Called right before every write (``event.acknowledge``); raises to stop it. The
+        #: composition root sets it to the leader lease's local check when instances share state.
+        self.write_guard: Callable[[], None] | None = None
         self._session = session or requests.Session()
         self._session.verify = settings.verify_tls
         self._api = ZabbixAPI(settings.url, session=self._session, timeout=settings.timeout,
@@ -348,6 +351,8 @@ class ZabbixClient:
 
     def acknowledge(self, eventids: Sequence[int], message: str, *, action: int) -> None:
         """One message onto many events, in one call."""
+        if self.write_guard is not None:
+            self.write_guard()
         self.call("event.acknowledge", eventids=[str(e) for e in eventids], action=action,
                   message=message)
 

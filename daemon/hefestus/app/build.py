@@ -129,6 +129,15 @@ def build_leadership(settings: Settings, state: State) -> Leadership | SoleInsta
     return leadership
 
 
+def guard_actions(leadership: Leadership | SoleInstance, zabbix: ZabbixClient,
+                  rundeck: RundeckClient | None) -> None:
+    """Shared state: every Zabbix write and Rundeck run first asks the lease (Leadership.guard)."""
+    if isinstance(leadership, Leadership):
+        zabbix.write_guard = leadership.guard
+        if rundeck is not None:
+            rundeck.run_guard = leadership.guard
+
+
 def leader_line(state: State, settings: Settings) -> str | None:
     """Who leads the instances sharing this (PostgreSQL) state, and how fresh the lease is;
     None for SQLite, which allows one instance only."""
@@ -216,5 +225,7 @@ def build(settings: Settings) -> App:
     pipeline = Pipeline(zabbix, state.ledger, knowledge, intake=settings.intake, ack=settings.acknowledge,
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
                         remediation=remediator, after_write=after_write, unclassified=state.unclassified)
+    leadership = build_leadership(settings, state)
+    guard_actions(leadership, zabbix, rundeck)
     return App(settings, zabbix, state, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
-               dispatcher, remediator, rundeck, redactor, build_leadership(settings, state))
+               dispatcher, remediator, rundeck, redactor, leadership)

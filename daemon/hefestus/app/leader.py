@@ -49,6 +49,9 @@ class Leadership:
         self._lost = False
         self.last: LeaseRow | None = None
         self.stats = LeaseStats()
+        #: Stop acting this long before the lease's deadline: a call sent just before it must
+        #: reach Zabbix (or Rundeck) before a successor could take over and look.
+        self._margin = min(1.0, lease.ttl / 4)
 
     @property
     def instance(self) -> str:
@@ -107,6 +110,23 @@ class Leadership:
             log.info("lease: this instance is now the leader", instance=self.instance, epoch=row.epoch)
             return "promoted"
         return None
+
+    def guard(self) -> None:
+        """Right before a call that acts outside (a Zabbix write, a Rundeck run): raise
+        :class:`LeaseLost` unless this process still leads by its own clock, with a margin.
+
+        The database's fence ran when the intent was recorded; this covers the moment after,
+        when the call may have waited for a free writer, or the process was paused (SIGSTOP,
+        a frozen VM) between recording and calling. The monotonic clock keeps running while a
+        process is stopped, so a leader woken past its lease fails here at once, before the
+        new leader's marker check could be overtaken by this late write.
+        """
+        with self._lock:
+            ok = (self._epoch is not None and not self._lost
+                  and self._clock() < self._deadline - self._margin)
+        if not ok:
+            raise LeaseLost(f"instance {self.instance} may not act: its lease ran out by its own "
+                            "clock (or was lost); nothing was sent")
 
     def fence(self, conn: Conn) -> None:
         """The state database's fence: raise :class:`LeaseLost` unless we lead, with our epoch."""

@@ -46,6 +46,7 @@ from hefestus.remediation.outcomes import OutcomeReporter
 from hefestus.remediation.policy import Policy
 from hefestus.remediation.ports import Execution, JobRunner, RecoveryZabbix
 from hefestus.remediation.workers import Workers
+from hefestus.state.lease import LeaseLost
 from hefestus.state.remediations import (
     AuditEntry,
     RecordChanges,
@@ -133,6 +134,8 @@ class Engine:
         except RundeckError as exc:
             self._run_failed(rec, exc)
             return
+        except LeaseLost:
+            raise  # nothing was sent: the row stays "starting" for the new leader (never re-run)
         except Exception as exc:  # noqa: BLE001 - a bug or an untranslated error: the call may have left
             log.exception("remediation: run call failed unexpectedly", eventid=eventid)
             self._run_failed(rec, RundeckError(f"unexpected {type(exc).__name__} while asking Rundeck",
