@@ -36,6 +36,7 @@ def _run_once(config: Path) -> dict[str, int]:
 
 def test_problem_view_shows_the_hefestus_message(admin: ZabbixClient, lab: ZabbixLab, browser: Any,
                                                  screenshot: Callable[[str], Path], tmp_path: Path) -> None:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -73,10 +74,25 @@ def test_problem_view_shows_the_hefestus_message(admin: ZabbixClient, lab: Zabbi
         row = wait.until(lambda _: [r for r in browser.find_elements(By.CSS_SELECTOR, "table.list-table tbody tr")
                                     if host.host in r.text])[0]
         assert "too many clients" in row.text
-        # The message icon: 6.0 draws it as icon-action-msgs, 7.0 as zi-alert-with-content.
-        row.find_element(By.CSS_SELECTOR, "button.icon-action-msgs, button.zi-alert-with-content").click()
-        popup = wait.until(lambda _: [b for b in browser.find_elements(By.CSS_SELECTOR, ".overlay-dialogue")
-                                      if b.is_displayed() and "[Hefestus]" in b.text])[0]
+        # The message icon: 6.0 draws it as icon-action-msgs, 7.0 as zi-alert-with-content. Its
+        # click handler is bound by the page's scripts: click once the page has finished loading,
+        # and again if a slow frontend (a CI machine under load) let a click go unanswered.
+        wait.until(lambda _: browser.execute_script("return document.readyState") == "complete")
+        icon = row.find_element(By.CSS_SELECTOR, "button.icon-action-msgs, button.zi-alert-with-content")
+
+        def popup_open() -> list[Any]:
+            return [b for b in browser.find_elements(By.CSS_SELECTOR, ".overlay-dialogue")
+                    if b.is_displayed() and "[Hefestus]" in b.text]
+
+        for _ in range(3):
+            icon.click()
+            try:
+                popup = WebDriverWait(browser, 10).until(lambda _: popup_open())[0]
+                break
+            except TimeoutException:
+                continue
+        else:
+            raise AssertionError("the message icon's pop-up never showed the [Hefestus] message")
         screenshot("zabbix-problems-view")
         assert first_line in popup.text
         assert "Next steps:" in popup.text and "pg_stat_activity" in popup.text
