@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -33,6 +32,8 @@ from types import TracebackType
 
 import psycopg
 from psycopg import sql
+
+from tests.support.helpers import free_port
 
 
 def _server_bin() -> Path:
@@ -64,12 +65,6 @@ def _as_postgres(*argv: str) -> list[str]:
     return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in argv)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresCluster:
     """One private cluster: :meth:`start` creates it on first use, :meth:`cleanup` removes it."""
 
@@ -78,7 +73,7 @@ class PostgresCluster:
         self.home = root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.data = self.home / "data"
         self.log = self.home / "postgres.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._created = False
 
     # -- lifecycle -----------------------------------------------------------------------

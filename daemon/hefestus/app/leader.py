@@ -25,7 +25,8 @@ from typing import Literal
 import structlog
 
 from hefestus.errors import StateError
-from hefestus.state.lease import Conn, Lease, LeaseLost, LeaseRow, LeaseStats
+from hefestus.state.db import Connection
+from hefestus.state.lease import Lease, LeaseLost, LeaseRow, LeaseStats
 
 log = structlog.get_logger("hefestus.leader")
 
@@ -57,10 +58,8 @@ class Leadership:
     def instance(self) -> str:
         return self._lease.instance
 
-    @property
-    def backend_shared(self) -> bool:
-        """True: several instances may share the state (the lease matters)."""
-        return True
+    #: Several instances may share the state: the lease matters (SoleInstance: False).
+    backend_shared = True
 
     @property
     def is_leader(self) -> bool:
@@ -128,7 +127,7 @@ class Leadership:
             raise LeaseLost(f"instance {self.instance} may not act: its lease ran out by its own "
                             "clock (or was lost); nothing was sent")
 
-    def fence(self, conn: Conn) -> None:
+    def fence(self, conn: Connection) -> None:
         """The state database's fence: raise :class:`LeaseLost` unless we lead, with our epoch."""
         epoch = self._epoch
         if epoch is None or not self.is_leader:
@@ -206,11 +205,5 @@ def check_line(lease: Lease) -> str:
             f"({state}, {row.expires_at - row.now:+.1f} s to expiry)")
 
 
-def elected(leadership: Leadership | SoleInstance) -> bool:
-    """Take (or renew) the lease once; True when this process leads (used by `run --once`)."""
-    leadership.tick()
-    return leadership.is_leader
-
-
 __all__ = ["EXIT_LEADERSHIP_LOST", "Leadership", "LeaseLost", "LeaseStats", "SoleInstance",
-           "Transition", "check_line", "elected"]
+           "Transition", "check_line"]

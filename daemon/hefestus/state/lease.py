@@ -31,9 +31,10 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from hefestus.errors import HefestusError
+from hefestus.state.db import Connection
 
 LEASE_NAME = "leader"
 #: How long a claim waits for a row lock before giving up until the next heartbeat.
@@ -60,14 +61,6 @@ class LeaseStats:
 
 class LeaseLost(HefestusError):
     """This instance no longer holds the leader lease (or never did): it must not act."""
-
-
-class Cursor(Protocol):
-    def fetchone(self) -> Any: ...
-
-
-class Conn(Protocol):
-    def execute(self, sql: str, args: Any = ...) -> Cursor: ...
 
 
 def default_instance_id() -> str:
@@ -137,7 +130,7 @@ class Lease:
             row = self._read(conn) if won is not None else None
         return row
 
-    def _evict_frozen(self, conn: Conn, epoch: int) -> None:
+    def _evict_frozen(self, conn: Connection, epoch: int) -> None:
         """PostgreSQL: once the lease has run out, end the sessions a frozen process left mid-transaction.
 
         A leader frozen inside a fenced transaction (SIGSTOP, a paused VM) keeps its share lock
@@ -169,7 +162,7 @@ class Lease:
         with self._db.transaction() as conn:
             return self._read(conn)
 
-    def fence(self, conn: Conn, epoch: int) -> None:
+    def fence(self, conn: Connection, epoch: int) -> None:
         """Inside a transaction: raise :class:`LeaseLost` unless we hold the lease with ``epoch``."""
         row = conn.execute(
             f"SELECT holder, epoch, expires_at > {self._now} FROM lease WHERE name = ?{self._share}",
@@ -179,7 +172,7 @@ class Lease:
             raise LeaseLost(f"instance {self.instance} (epoch {epoch}) is no longer the leader: "
                             f"the lease is held by {holder}; nothing was written")
 
-    def _read(self, conn: Conn) -> LeaseRow | None:
+    def _read(self, conn: Connection) -> LeaseRow | None:
         row = conn.execute(f"SELECT holder, epoch, acquired_at, renewed_at, expires_at, {self._now} "
                            "FROM lease WHERE name = ?", (LEASE_NAME,)).fetchone()
         if row is None:
