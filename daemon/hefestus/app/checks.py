@@ -80,7 +80,8 @@ def run_checks(settings: Settings, knowledge: Knowledge, remediation: Remediatio
     yield "ok", "configuration", str(settings.source)
     for domain in knowledge.catalog.domains:
         d = knowledge.catalog[domain]
-        yield "ok", f"patterns {domain}", f"{len(d)} patterns ({d.path})"
+        engine = "Hyperscan prefilter, RE2 confirms" if d.engine == "hyperscan" else "RE2"
+        yield "ok", f"patterns {domain}", f"{len(d)} patterns ({d.path}); engine: {engine}"
     yield "ok", "rules", f"{len(knowledge.router.rules)} rules, default {knowledge.router.default!r}"
     if settings.analysis.mode == "pattern":
         yield "ok", "model", "analysis.mode = \"pattern\": the model is never asked"

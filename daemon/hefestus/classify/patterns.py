@@ -112,19 +112,37 @@ class Dictionary:
 
     def __init__(
         self, domain: str, patterns: Iterable[Pattern], *, description: str = "",
-        fallback: Iterable[str] = (), path: Path | None = None,
+        fallback: Iterable[str] = (), path: Path | None = None, accelerate: bool = True,
     ) -> None:
         self.domain = domain
         self.description = description
         self.patterns = tuple(patterns)
         self.fallback = tuple(fallback)
         self.path = path
-        self._set = RegexSet([p.regex.pattern for p in self.patterns], [p.regex for p in self.patterns])
+        sources, compiled = [p.regex.pattern for p in self.patterns], [p.regex for p in self.patterns]
+        self._set = RegexSet(sources, compiled, accelerate=accelerate)
+        if self._set.engine == "hyperscan" and not self._prefilter_agrees():
+            self._set = RegexSet(sources, compiled, accelerate=False)
         #: per pattern, its named groups as (name, index): re2 rebuilds ``groupindex`` per call
         self._named = [tuple(p.regex.groupindex.items()) for p in self.patterns]
 
+    def _prefilter_agrees(self) -> bool:
+        """A second line behind the prefilter's construction rules: every example a pattern
+        matches with RE2 must be among the prefilter's candidates, else RE2 scans alone."""
+        for index, p in enumerate(self.patterns):
+            for example in p.examples:
+                data = example.encode("utf-8", "replace")
+                if p.regex.search(data) is not None and index not in self._set.match(data):
+                    return False
+        return True
+
     def __len__(self) -> int:
         return len(self.patterns)
+
+    @property
+    def engine(self) -> str:
+        """What scans ASCII texts for this dictionary: ``hyperscan`` or ``re2``."""
+        return self._set.engine
 
     def match(self, text: str) -> Match | None:
         """The first pattern, in file order, that matches anywhere in ``text``."""
@@ -134,7 +152,7 @@ class Dictionary:
         for index in self._set.match(encoded):
             pattern = self.patterns[index]
             m = pattern.regex.search(encoded)
-            if m is None:  # pragma: no cover - the set and the regex agree
+            if m is None:  # a candidate RE2 turns down (see RegexSet.match)
                 continue
             return _found(pattern, self._named[index], m, text, encoded)
         return None

@@ -14,6 +14,8 @@ from typing import Any
 
 import re2
 
+from hefestus.classify import prefilter
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # we report errors ourselves, with file and line
 _OPTIONS.max_mem = 8 << 20
@@ -52,17 +54,22 @@ _SET_OPTIONS.max_mem = 256 << 20  # one automaton for a whole dictionary needs r
 
 
 class RegexSet:
-    """Many regexes scanned in one pass; returns the indices that match.
+    """Many regexes scanned in one pass; returns the indices that may match.
 
     Used as a pre-filter so classifying a text costs one scan for the whole
-    dictionary instead of one per pattern. If the combined automaton would
-    exceed its memory budget, it falls back to trying each regex in turn:
-    slower, but every step is still RE2 and still linear in the text.
+    dictionary instead of one per pattern. An ASCII text is scanned by Hyperscan
+    where it is installed (see :mod:`hefestus.classify.prefilter`), any other text by
+    RE2's combined set. If that automaton would exceed its memory budget, it falls
+    back to trying each regex in turn: slower, but every step is still RE2 and
+    still linear in the text. Callers confirm each index with its regex.
     """
 
-    def __init__(self, sources: Sequence[str], compiled: Sequence[Regex] = ()) -> None:
+    def __init__(self, sources: Sequence[str], compiled: Sequence[Regex] = (), *,
+                 accelerate: bool = True) -> None:
         self._compiled = list(compiled)
         self._set: Any = None
+        self._fast: prefilter.Prefilter | None = None
+        self._rest: RegexSet | None = None
         if not sources:
             return
         candidate = re2.Set.SearchSet(_SET_OPTIONS)
@@ -74,16 +81,37 @@ class RegexSet:
         except re2.error:
             if len(self._compiled) != len(sources):
                 raise RegexError("the patterns are too large to combine; pass them compiled") from None
-            return
-        self._set = candidate
+        else:
+            self._set = candidate
+        if accelerate:
+            self._fast = prefilter.build(tuple(sources))
+        if self._fast is not None and self._fast.residual:
+            rest = self._fast.residual
+            self._rest = RegexSet([sources[i] for i in rest],
+                                  [self._compiled[i] for i in rest] if self._compiled else (),
+                                  accelerate=False)
 
     @property
     def combined(self) -> bool:
         return self._set is not None
 
+    @property
+    def engine(self) -> str:
+        """What scans an ASCII text: ``hyperscan`` (with RE2 for the rest) or ``re2``."""
+        return "hyperscan" if self._fast is not None and self._fast.covered else "re2"
+
     def match(self, text: str | bytes) -> list[int]:
-        """Indices of the regexes that match ``text``, ascending. Pass the UTF-8 bytes of a
-        text you will search again: re2 encodes a ``str`` on every call."""
+        """Indices of the regexes that may match ``text``, ascending: every one that does,
+        and rarely one that does not (Hyperscan's ``$`` also matches before a final
+        newline), so confirm with the regex. Pass the UTF-8 bytes of a text you will
+        search again: re2 encodes a ``str`` on every call."""
+        if self._fast is not None:
+            data = text if isinstance(text, bytes) else text.encode("utf-8")
+            if self._fast.takes(data):
+                found = self._fast.scan(data)
+                if self._rest is not None:
+                    found += [self._fast.residual[i] for i in self._rest.match(data)]
+                return sorted(found)
         if self._set is not None:
             return sorted(self._set.Match(text) or ())
         return [i for i, rx in enumerate(self._compiled) if rx.search(text) is not None]
