@@ -17,6 +17,7 @@ the last good set stays live and the error is logged.)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -53,7 +54,22 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
     inside an inline array still lands on the key that holds it.
     """
     want = tuple(path)
-    best: tuple[int, int] | None = None  # (matched length, line)
+    index = _key_lines(text)
+    for n in range(len(want), 0, -1):
+        line = index.get(want[:n])
+        if line is not None:
+            return line
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Every table and key path of ``text`` -> the first line that names it in full.
+
+    Scanned once per text: loaders ask for a line per pattern or rule (so that a later
+    check can point at it), and a scan per question made loading a dictionary quadratic.
+    """
+    index: dict[tuple[str | int, ...], int] = {}
     table: tuple[str | int, ...] = ()
     aot_counts: dict[tuple[str | int, ...], int] = {}
     in_multiline: str | None = None
@@ -66,9 +82,9 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
         if header:
             keys: tuple[str | int, ...] = _split_key(header.group(2))
             if header.group(1) == "[[":
-                index = aot_counts.get(keys, 0)
-                aot_counts[keys] = index + 1
-                keys = (*keys, index)
+                index_in_array = aot_counts.get(keys, 0)
+                aot_counts[keys] = index_in_array + 1
+                keys = (*keys, index_in_array)
             table = keys
             full: tuple[str | int, ...] = table
         else:
@@ -79,19 +95,9 @@ def locate(text: str, path: Sequence[str | int]) -> int | None:
             for quote in ('"""', "'''"):
                 if line.count(quote) % 2 == 1:
                     in_multiline = quote
-        n = _common_prefix(full, want)
-        if n and n == len(full) and (best is None or n > best[0]):
-            best = (n, lineno)
-    return best[1] if best else None
-
-
-def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+        if full:
+            index.setdefault(full, lineno)
+    return index
 
 
 def load(path: Path) -> tuple[dict[str, Any], str]:

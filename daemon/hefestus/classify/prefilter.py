@@ -90,7 +90,8 @@ def build(sources: tuple[str, ...]) -> Prefilter | None:
         return None
     ascii_ids = [i for i, src in enumerate(sources) if src.isascii()]
     flags = {i: hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY for i in ascii_ids}
-    if ascii_ids and _compile(sources, ascii_ids, flags) is None:
+    database = _compile(sources, ascii_ids, flags) if ascii_ids else None
+    if ascii_ids and database is None:
         # One pattern spoils the whole compile: sort them out one by one (rare, so slow is fine).
         for i in list(ascii_ids):
             if _compile(sources, [i], flags) is not None:
@@ -98,9 +99,9 @@ def build(sources: tuple[str, ...]) -> Prefilter | None:
             flags[i] |= hyperscan.HS_FLAG_PREFILTER
             if _compile(sources, [i], flags) is None:
                 ascii_ids.remove(i)
-    database = _compile(sources, ascii_ids, flags) if ascii_ids else None
-    if database is None:
-        ascii_ids = []
+        database = _compile(sources, ascii_ids, flags) if ascii_ids else None
+        if database is None:  # pragma: no cover - each compiled alone, so together too
+            ascii_ids = []
     covered = set(ascii_ids)
     return Prefilter(database, ascii_ids, [i for i in range(len(sources)) if i not in covered])
 
