@@ -7,6 +7,10 @@ of sleeping. The process's local deadline runs on an injected clock.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from hefestus.cli import main
 from hefestus.errors import StateError
 from hefestus.state import State, open_state
 from hefestus.state.lease import Lease, LeaseLost
-from tests.support.helpers import FakeClock
+from tests.support.helpers import FakeClock, eventually
 from tests.support.zabbix_config import write_config
 
 TTL = 10.0
@@ -198,3 +202,56 @@ def test_the_guard_stops_acting_a_margin_before_the_lease_runs_out(states: list[
         lead.guard()
     assert lead.tick() is None  # renewed: acting again
     lead.guard()
+
+
+def test_a_successor_waits_while_an_earlier_leader_is_still_connected(states: list[State]) -> None:
+    """Presence: the deposed leader's own session tells the successor it may still send a write
+    it had checked before it stopped; once it is gone (here: it noticed and stood down), not."""
+    postgres = states[0].database.dialect == "postgresql"
+    lead_a = leadership(states[0], "node-a", FakeClock())
+    lead_b = leadership(states[1], "node-b", FakeClock())
+    assert lead_a.tick() == "promoted"
+    lead_a.guard()  # present and leading: it may act
+    assert lead_b.tick() is None
+    expire(states[0])
+    assert lead_b.tick() == "promoted"
+    assert lead_b.predecessor_alive() is postgres  # SQLite is one instance: nobody to wait for
+    assert lead_a.tick() == "lost"  # node-a learns it and stands down: its presence goes
+    eventually(lambda: not lead_b.predecessor_alive(), 10, "the old leader's presence gone", 0.1)
+    with pytest.raises(LeaseLost):
+        lead_a.guard()
+
+
+_PRESENT = """
+import sys, time
+from hefestus.state import open_state
+from hefestus.state.lease import Lease
+state = open_state(sys.argv[1])
+presence = Lease(state.database, "frozen", 10).announce(int(sys.argv[2]))
+print("present", flush=True)
+time.sleep(600)
+"""
+
+
+def test_presence_outlives_a_stopped_process_and_not_a_dead_one(pg_url: str) -> None:
+    """What the successor relies on: a SIGSTOPped leader keeps its session (it may wake and send),
+    a killed one loses it at once (the kernel closes its socket)."""
+    state = open_state(pg_url)
+    try:
+        lease = Lease(state.database, "successor", 10)
+        proc = subprocess.Popen([sys.executable, "-c", _PRESENT, pg_url, "3"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "present"
+            assert lease.predecessors(4) == [3] and lease.predecessors(3) == []
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(1.0)
+            assert lease.predecessors(4) == [3], "a stopped process may still send: it stays present"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            eventually(lambda: lease.predecessors(4) == [], 10, "a killed leader's presence gone", 0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        state.close()

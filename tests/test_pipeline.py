@@ -221,3 +221,51 @@ def test_writes_of_different_messages_are_in_flight_together(zbx: FakeZabbix, tm
     assert (r.acknowledged, r.api_writes) == (2, 2)
     assert pipe._ledger.states([101, 102]) and {e: len(m) for e, m in zbx.acks.items()} == {101: 1, 102: 1}
     assert pipe._ledger.cursor == 102
+
+
+def test_events_another_process_was_writing_wait_while_it_may_still_send(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """A leader stopped between its checks and its call sends the write when it wakes; the new
+    leader leaves that leader's pending events alone while it may still live, then the
+    marker check finds its message (or writes, when the old process died without sending)."""
+    state = tmp_path / "s.db"
+    make(zbx, state, test_knowledge).run_once()  # the cursor starts at 100
+    zbx.add(problem(101, "sent late", text=DISK), problem(102, "never sent", text=UNIT),
+            problem(103, "new", text=DISK))
+    open_state(state).ledger.record([(101, "pending", "linux", "disk-full", None, "writing"),
+                                     (102, "pending", "linux", "service-failed", None, "writing")])
+    alive = [True]
+    pipe = Pipeline(zbx, open_state(state).ledger, lambda: test_knowledge, intake=IntakeSettings(),
+                    ack=AcknowledgeSettings(), others_may_write=lambda: alive[0])
+    r = pipe.run_once()
+    assert set(zbx.acks) == {103}, "only the old leader's events wait; a new one is no one else's"
+    assert r.deferred == 2 and pipe._ledger.cursor == 100
+    zbx.acks[101] = [f"{MARKER} linux / disk-full (written by the woken leader)"]  # its late write lands
+    assert pipe.run_once().acknowledged == 0  # still alive: still waiting
+    alive[0] = False  # it exited
+    r = pipe.run_once()
+    assert (r.already_marked, r.acknowledged) == (1, 1)
+    assert {e: len(m) for e, m in zbx.acks.items()} == {101: 1, 102: 1, 103: 1}
+    assert pipe._ledger.cursor == 103
+
+
+def test_own_pending_events_are_retried_even_while_another_process_lives(
+        zbx: FakeZabbix, tmp_path: Path, test_knowledge: Knowledge) -> None:
+    """Only the other process's pending rows wait: this process's own, left by a Zabbix outage,
+    are retried at once (this process is not sending them any more)."""
+    state = tmp_path / "s.db"
+    pipe = Pipeline(zbx, open_state(state).ledger, lambda: test_knowledge, intake=IntakeSettings(),
+                    ack=AcknowledgeSettings(), others_may_write=lambda: True)
+    pipe.run_once()
+    zbx.add(problem(101, "disk", text=DISK))
+    real_ack = zbx.acknowledge
+
+    def outage(ids, message, *, action):  # type: ignore[no-untyped-def]
+        raise ZabbixUnavailable("event.acknowledge: cannot connect (fake outage)")
+
+    zbx.acknowledge = outage  # type: ignore[method-assign]
+    with pytest.raises(ZabbixUnavailable):
+        pipe.run_once()
+    assert pipe._ledger.states([101])[101].state == "pending"
+    zbx.acknowledge = real_ack  # type: ignore[method-assign]
+    assert pipe.run_once().acknowledged == 1 and len(zbx.acks[101]) == 1

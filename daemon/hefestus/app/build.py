@@ -222,10 +222,11 @@ def build(settings: Settings) -> App:
     after_write: list[AfterWrite] = [HandOffRemediation(remediator)]
     if announcer is not None:
         after_write.append(Announce(announcer))
+    leadership = build_leadership(settings, state)
     pipeline = Pipeline(zabbix, state.ledger, knowledge, intake=settings.intake, ack=settings.acknowledge,
                         ledger_days=settings.state.ledger_days, analysis=analyzer, redact=redactor,
-                        remediation=remediator, after_write=after_write, unclassified=state.unclassified)
-    leadership = build_leadership(settings, state)
+                        remediation=remediator, after_write=after_write, unclassified=state.unclassified,
+                        others_may_write=leadership.predecessor_alive if leadership.backend_shared else None)
     guard_actions(leadership, zabbix, rundeck)
     return App(settings, zabbix, state, knowledge, pipeline, analyzer, model, HealthBoard(), Totals(),
                dispatcher, remediator, rundeck, redactor, leadership)

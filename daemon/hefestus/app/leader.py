@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -50,6 +50,10 @@ class Leadership:
         self._lost = False
         self.last: LeaseRow | None = None
         self.stats = LeaseStats()
+        #: This leader's presence session (see hefestus.state.lease); None on SQLite or standby.
+        self._presence: Any = None
+        self._present = False
+        self._waiting_for: list[int] = []
         #: Stop acting this long before the lease's deadline: a call sent just before it must
         #: reach Zabbix (or Rundeck) before a successor could take over and look.
         self._margin = min(1.0, lease.ttl / 4)
@@ -105,10 +109,46 @@ class Leadership:
             if self._epoch is not None:
                 return self._lose(f"the lease is held by {self.last.holder if self.last else 'nobody'}")
             return None
+        self._keep_presence(row.epoch)
         if acquired:
             log.info("lease: this instance is now the leader", instance=self.instance, epoch=row.epoch)
             return "promoted"
         return None
+
+    def _keep_presence(self, epoch: int) -> None:
+        """Open (after a takeover) or re-open (after the database restarted) the presence
+        session; until it is open this process does not act (:meth:`guard`)."""
+        if self._presence is not None and self._presence.alive():
+            return
+        try:
+            self._presence = self._lease.announce(epoch)
+        except StateError as exc:
+            self._presence = None
+            self._present = False
+            log.warning("lease: could not open the presence session; not acting until it is open",
+                        error=str(exc))
+            return
+        self._present = True
+
+    def predecessor_alive(self) -> bool:
+        """Whether a leader of an earlier epoch may still be alive (a stopped process, or a
+        host gone silent less than a keepalive ago): it may still send a write it had in
+        flight. Unknown (the database unreachable) counts as alive."""
+        epoch = self._epoch
+        if epoch is None:
+            return True
+        try:
+            found = self._lease.predecessors(epoch)
+        except StateError:
+            return True
+        if found != self._waiting_for:
+            if found:
+                log.warning("lease: an earlier leader is still connected (stopped, or its host silent); "
+                            "the events it was writing wait until it is gone", epochs=found)
+            else:
+                log.info("lease: no earlier leader is connected any more")
+            self._waiting_for = found
+        return bool(found)
 
     def guard(self) -> None:
         """Right before a call that acts outside (a Zabbix write, a Rundeck run): raise
@@ -121,7 +161,7 @@ class Leadership:
         new leader's marker check could be overtaken by this late write.
         """
         with self._lock:
-            ok = (self._epoch is not None and not self._lost
+            ok = (self._epoch is not None and not self._lost and self._present
                   and self._clock() < self._deadline - self._margin)
         if not ok:
             raise LeaseLost(f"instance {self.instance} may not act: its lease ran out by its own "
@@ -140,6 +180,7 @@ class Leadership:
         epoch = self._epoch
         if epoch is None or self._lost:
             return
+        self._close_presence()  # first: nothing more will be sent
         try:
             self._lease.release(epoch)
             log.info("lease: released", instance=self.instance, epoch=epoch)
@@ -160,10 +201,16 @@ class Leadership:
     def _lose(self, why: str) -> Transition:
         with self._lock:
             self._lost = True
+        self._close_presence()
         self.stats.losses += 1
         log.error("lease: lost the leader lease; stopping so that a fresh process starts as a standby",
                   instance=self.instance, epoch=self._epoch, reason=why)
         return "lost"
+
+    def _close_presence(self) -> None:
+        presence, self._presence, self._present = self._presence, None, False
+        if presence is not None:
+            presence.close()
 
     def _safe_status(self) -> LeaseRow | None:
         try:
@@ -190,6 +237,9 @@ class SoleInstance:
 
     def release(self) -> None:
         return None
+
+    def predecessor_alive(self) -> bool:
+        return False
 
     def describe(self) -> str:
         return "leader (single instance: the SQLite state file allows no other)"

@@ -53,7 +53,7 @@ from hefestus.pipeline.render import MARKER, cut, pointer, render
 from hefestus.pipeline.writes import IN_FLIGHT, Writer
 from hefestus.redact import unredacted
 from hefestus.remediation.decision import Decision
-from hefestus.state.ledger import FINAL_STATES, EventState, Ledger
+from hefestus.state.ledger import FINAL_STATES, EventState, Ledger, LedgerEntry
 from hefestus.values import Classification, EventFilter, Problem, Suggestion
 
 log = structlog.get_logger("hefestus.pipeline.cycle")
@@ -78,7 +78,7 @@ class Pipeline:
                  clock: Callable[[], float] = time.time, analysis: Analysis | None = None,
                  redact: Callable[[str], str] = unredacted, remediation: Remediation | None = None,
                  after_write: Sequence[AfterWrite] = (), unclassified: UnclassifiedLog | None = None,
-                 writes_in_flight: int = IN_FLIGHT) -> None:
+                 writes_in_flight: int = IN_FLIGHT, others_may_write: Callable[[], bool] | None = None) -> None:
         self._zbx = zabbix
         self._writes = Writer(zabbix, ledger, action=ack.action_bits, max_attempts=intake.max_attempts,
                               remediation=remediation, after_write=after_write, in_flight=writes_in_flight)
@@ -95,6 +95,9 @@ class Pipeline:
         self._remediation = remediation
         #: Event kinds no pattern matched, for `hefestus unclassified` (the teach loop).
         self._unclassified = unclassified
+        #: Whether an earlier leader may still be alive, hence still send a write it had in
+        #: flight (see hefestus.state.lease, presence); None: this process is the only one.
+        self._others_may_write = others_may_write
 
     # -- stage 0: where to start ------------------------------------------------------
 
@@ -191,10 +194,13 @@ class Pipeline:
         final: set[int] = set()
         knowledge = self._knowledge()
         triaged: list[Planned] = []
+        theirs = self._in_flight_elsewhere(known)
         for problem in problems:
             entry = known.get(problem.eventid)
             if entry is not None and entry.state in FINAL_STATES:
                 final.add(problem.eventid)
+                continue
+            if problem.eventid in theirs:  # not final: the cursor waits, the next cycle looks again
                 continue
             triaged.append(self._triage(problem, knowledge, backlog))
         # Written group by group as they are ready: a storm's known kinds are acknowledged in
@@ -210,6 +216,18 @@ class Pipeline:
             if not dry_run:
                 self._record_unclassified([p for p in triaged if p.problem.eventid not in known])
         return final
+
+    def _in_flight_elsewhere(self, known: dict[int, LedgerEntry]) -> set[int]:
+        """Events another process recorded as being written, while that process may still
+        live: it may have checked its lease, then stopped (SIGSTOP, a paused VM) before its
+        call left, and send it when it wakes. They wait until it is gone; then the marker
+        check tells whether its message arrived."""
+        theirs = {i for i, e in known.items() if e.state == "pending" and i not in self._writes.mine}
+        if not theirs or self._others_may_write is None or not self._others_may_write():
+            return set()
+        log.warning("events left alone while the previous leader may still send their message",
+                    events=sorted(theirs)[:20], count=len(theirs))
+        return theirs
 
     def _record_unclassified(self, seen: list[Planned]) -> None:
         """Count the events (first seen in this batch) that no pattern matched; never raises."""

@@ -55,10 +55,14 @@ class Writer:
         self._in_flight = in_flight
         self._pool: ThreadPoolExecutor | None = None  # made at the first write, kept for the next
         self._queue: deque[tuple[str, list[Planned], Future[None]]] = deque()
+        #: Events this process recorded ``pending`` and has not yet seen written: any other
+        #: pending row was left by another process, maybe a leader that may still send it.
+        self.mine: set[int] = set()
 
     def submit(self, message: str, plans: list[Planned]) -> None:
         """Record the events as pending, then start writing ``message`` onto them."""
         self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        self.mine.update(p.problem.eventid for p in plans)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._in_flight, thread_name_prefix="zabbix-write")
         future = self._pool.submit(self._zbx.acknowledge, [p.problem.eventid for p in plans], message,
@@ -94,6 +98,7 @@ class Writer:
     def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
         """Acknowledge ``plans`` with one call, here and now (the one-by-one retries)."""
         self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        self.mine.update(p.problem.eventid for p in plans)
         try:
             self._zbx.acknowledge([p.problem.eventid for p in plans], message, action=self._action)
         except ZabbixRejected as exc:
@@ -109,6 +114,7 @@ class Writer:
         if exc is not None:
             raise exc
         self._ledger.record((p.problem.eventid, "done", *_cls(p), "") for p in plans)
+        self.mine.difference_update(p.problem.eventid for p in plans)
         for handler in self._after_write:
             try:
                 handler(plans)

@@ -22,6 +22,17 @@ One row, ``name = 'leader'``:
   fenced transaction to commit, so an intent is either recorded under the old epoch
   (and seen by the new leader, whose marker check is the second guard) or refused.
 
+**Presence**: a leader also holds, for as long as it leads, one extra PostgreSQL
+session named ``hefestus leader <epoch>`` that runs nothing. The fence and the local
+guard check *before* a write leaves the process; a process stopped between that check
+and its send (SIGSTOP, a paused VM) sends the write when it wakes, after a new leader
+may have found no message and written its own. Zabbix cannot be asked to refuse a stale
+write, so the new leader instead leaves the events its predecessor had in flight
+(``pending`` in the ledger) alone while a presence session of an older epoch exists:
+a stopped process keeps its sessions, a dead one loses them at once (and a silent host
+within the server's keepalive, about 11 s). When it is gone, the marker check finds its
+message, or its absence, for sure.
+
 SQLite is one file on one host and stays a single instance: it needs no lease
 (:class:`SoleInstance`).
 """
@@ -37,6 +48,8 @@ from hefestus.errors import HefestusError
 from hefestus.state.db import Connection
 
 LEASE_NAME = "leader"
+#: Application name of a leader's presence session, followed by its epoch.
+PRESENCE = "hefestus leader "
 #: How long a claim waits for a row lock before giving up until the next heartbeat.
 LOCK_WAIT_MS = 1000
 #: Seconds after which an open transaction, while the lease is expired, is a frozen process's.
@@ -150,6 +163,25 @@ class Lease:
                      "WHERE datname = current_database() AND usename = current_user "
                      "AND pid <> pg_backend_pid() AND application_name = 'hefestus' "
                      "AND xact_start < clock_timestamp() - make_interval(secs => ?)", (STALE_TRANSACTION,))
+
+    def announce(self, epoch: int) -> Any:
+        """Open this leader's presence session (PostgreSQL; None on SQLite): close it, or
+        exit, to say this process will send nothing more."""
+        if self._db.dialect != "postgresql":
+            return None
+        return self._db.session(f"{PRESENCE}{epoch}")
+
+    def predecessors(self, epoch: int) -> list[int]:
+        """Epochs below ``epoch`` whose leader process may still be alive (its presence session
+        exists): such a process may still send a write it had checked before it stopped."""
+        if self._db.dialect != "postgresql":
+            return []
+        found = []
+        for name in self._db.sessions(PRESENCE):
+            tail = name[len(PRESENCE):]
+            if tail.isdigit() and int(tail) < epoch:
+                found.append(int(tail))
+        return sorted(found)
 
     def release(self, epoch: int) -> None:
         """Expire our lease now (a clean stop): a standby takes over at its next heartbeat."""
