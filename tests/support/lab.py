@@ -58,7 +58,11 @@ class ZabbixLab:
             item = next(i for i in h["items"] if i["key_"] == key)
             return LabHost(host, group, key, h["triggers"][0]["triggerid"], item["itemid"])
         groupid = self.group(group)
-        hostid = self.call("host.create", host=host, groups=[{"groupid": groupid}],
+        # Created disabled and enabled once its item and trigger exist: the server's config
+        # sync (every CacheUpdateFrequency s) could otherwise pick up the item without the
+        # trigger, accept the first value and make no event from it. The trapper refuses values
+        # for a disabled host, so send() retries until the enabled host, trigger included, is in.
+        hostid = self.call("host.create", host=host, groups=[{"groupid": groupid}], status=1,
                            tags=[{"tag": t, "value": v} for t, v in tags])["hostids"][0]
         itemid = self.call("item.create", hostid=hostid, name=f"Application log ({key})", key_=key,
                            type=2, value_type=4, trapper_hosts="")["itemids"][0]
@@ -67,6 +71,7 @@ class ZabbixLab:
                               expression=f"length(last(/{host}/{key}))>0", type=1,
                               priority=int(severity), opdata="{ITEM.LASTVALUE1}",
                               manual_close=1)["triggerids"][0]
+        self.call("host.update", hostid=hostid, status=0)
         return LabHost(host, group, key, triggerid, itemid)
 
     def unique(self, prefix: str) -> str:
