@@ -14,7 +14,6 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +23,7 @@ from hefestus.classify import prefilter
 from hefestus.classify.evaluate import load_corpus
 from hefestus.classify.patterns import Catalog, Dictionary, Pattern, load_catalog
 from hefestus.classify.regex import RegexSet, compile_regex
+from tests.support.helpers import dictionary_of, match_answer
 from tests.support.paths import DATA, ROOT
 
 ON_X86_64 = platform.machine() in ("x86_64", "AMD64")
@@ -36,25 +36,15 @@ def pairs() -> list[tuple[Dictionary, Dictionary]]:
     return [(catalog[d], Dictionary(d, catalog[d].patterns, accelerate=False)) for d in catalog.domains]
 
 
-def _texts() -> list[str]:
-    corpus = [s.text for s in load_corpus(sorted((DATA / "corpus").glob("*.jsonl")))]
-    lookalikes = [c["text"] for c in tomllib.loads((DATA / "patterns" / "lookalikes" / "cases.toml").read_text())["case"]]
+def _examples() -> list[str]:
     catalog = load_catalog(ROOT / "patterns")
-    examples = [e for d in catalog.domains for p in catalog[d].patterns for e in p.examples]
-    return corpus + lookalikes + examples
+    return [e for d in catalog.domains for p in catalog[d].patterns for e in p.examples]
 
 
-TEXTS = _texts()
-
-
-def _answer(d: Dictionary, text: str) -> tuple[Any, ...] | None:
-    found = d.match(text)
-    return None if found is None else (found.pattern.id, found.start, found.end, dict(found.raw))
-
-
-def _dictionary(sources: list[str], *, accelerate: bool = True) -> Dictionary:
-    return Dictionary("t", [Pattern(f"p{i}", "c", "test", compile_regex(s), "cause", ("step",), 0.8, ())
-                            for i, s in enumerate(sources)], accelerate=accelerate)
+EXAMPLES = _examples()
+TEXTS = ([s.text for s in load_corpus(sorted((DATA / "corpus").glob("*.jsonl")))]
+         + [c["text"] for c in tomllib.loads((DATA / "patterns" / "lookalikes" / "cases.toml").read_text())["case"]]
+         + EXAMPLES)
 
 
 def test_hyperscan_scans_every_shipped_dictionary_on_x86_64(pairs: list[tuple[Dictionary, Dictionary]]) -> None:
@@ -71,7 +61,7 @@ def test_same_answers_on_corpus_lookalikes_and_examples(pairs: list[tuple[Dictio
     assert len(TEXTS) > 700
     for fast, plain in pairs:
         for text in TEXTS:
-            assert _answer(fast, text) == _answer(plain, text), (fast.domain, text)
+            assert match_answer(fast, text) == match_answer(plain, text), (fast.domain, text)
 
 
 def test_same_best_match_across_dictionaries(pairs: list[tuple[Dictionary, Dictionary]]) -> None:
@@ -84,19 +74,11 @@ def test_same_best_match_across_dictionaries(pairs: list[tuple[Dictionary, Dicti
 _TRICKS = ["\x0b", "\n", "\r\n", " ", "\t", "é", "\u212a", "\u017f", "K", "s", "“", "0", "-", "/", ":", "$"]
 
 
-def _pieces() -> list[str]:
-    catalog = load_catalog(ROOT / "patterns")
-    return [e for d in catalog.domains for p in catalog[d].patterns for e in p.examples]
-
-
-PIECES = _pieces()
-
-
 @st.composite
 def _mixed_text(draw: st.DrawFn) -> str:
     parts: list[str] = []
     for _ in range(draw(st.integers(1, 4))):
-        piece = draw(st.sampled_from(PIECES))
+        piece = draw(st.sampled_from(EXAMPLES))
         cut = draw(st.integers(0, len(piece)))
         if draw(st.booleans()):  # a piece broken by a trick character at a random point
             piece = piece[:cut] + draw(st.sampled_from(_TRICKS)) + piece[cut:]
@@ -110,7 +92,7 @@ def _mixed_text(draw: st.DrawFn) -> str:
 @given(text=_mixed_text())
 def test_same_answers_on_generated_mixes(text: str, pairs: list[tuple[Dictionary, Dictionary]]) -> None:
     for fast, plain in pairs:
-        assert _answer(fast, text) == _answer(plain, text), (fast.domain, text)
+        assert match_answer(fast, text) == match_answer(plain, text), (fast.domain, text)
 
 
 @pytest.mark.parametrize(("source", "text", "expected"), [
@@ -123,10 +105,10 @@ def test_same_answers_on_generated_mixes(text: str, pairs: list[tuple[Dictionary
     (r"(?U)a+(?P<b>b)", "xaab", {"b": "b"}),  # a flag Hyperscan refuses: residual
 ])
 def test_pcre_corners_answer_as_re2(source: str, text: str, expected: dict[str, str] | None) -> None:
-    fast, plain = _dictionary(["no such thing", source]), _dictionary(["no such thing", source], accelerate=False)
+    fast, plain = dictionary_of(["no such thing", source]), dictionary_of(["no such thing", source], accelerate=False)
     found = fast.match(text)
     assert (None if found is None else dict(found.raw)) == expected
-    assert _answer(fast, text) == _answer(plain, text)
+    assert match_answer(fast, text) == match_answer(plain, text)
 
 
 def test_dollar_is_a_false_candidate_that_re2_turns_down() -> None:
@@ -134,7 +116,7 @@ def test_dollar_is_a_false_candidate_that_re2_turns_down() -> None:
     assert rs.engine == ("hyperscan" if ON_X86_64 else "re2")
     if ON_X86_64:
         assert rs.match(b"fatal: x\n") == [0]  # a candidate only ...
-    assert _dictionary([r"^fatal: .+$"]).match("fatal: x\n") is None  # ... confirmed by nobody
+    assert dictionary_of([r"^fatal: .+$"]).match("fatal: x\n") is None  # ... confirmed by nobody
 
 
 def test_uncompilable_patterns_stay_in_a_residual_re2_set() -> None:
@@ -149,17 +131,17 @@ def test_uncompilable_patterns_stay_in_a_residual_re2_set() -> None:
     assert rs.match("naïve x") == [2]  # not ASCII: RE2's set
 
 
-def test_threads_share_a_dictionary(pairs: list[tuple[Dictionary, Dictionary]]) -> None:
+def test_threads_share_adictionary_of(pairs: list[tuple[Dictionary, Dictionary]]) -> None:
     """A scan releases the GIL and a scratch space serves one scan at a time: one per thread."""
     fast, plain = pairs[0][0], pairs[0][1]
     texts = [t for t in TEXTS if t.isascii()][:200]
-    expected = [_answer(plain, t) for t in texts]
+    expected = [match_answer(plain, t) for t in texts]
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
             for _ in range(5):
-                assert [_answer(fast, t) for t in texts] == expected
+                assert [match_answer(fast, t) for t in texts] == expected
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 

@@ -15,6 +15,7 @@ import pytest
 
 from hefestus.classify.patterns import Catalog, Dictionary, Pattern, _line_around
 from hefestus.classify.regex import RegexSet, compile_regex
+from tests.support.helpers import dictionary_of, match_answer
 
 SOURCES = [
     r"disk (?P<device>/dev/\S+) is full",
@@ -27,11 +28,6 @@ SOURCES = [
 ]
 
 
-def _dictionary(sources: list[str]) -> Dictionary:
-    return Dictionary("t", [Pattern(f"p{i}", "c", "test", compile_regex(s), "cause", ("step",), 0.8, ())
-                            for i, s in enumerate(sources)])
-
-
 def _reference(d: Dictionary, text: str) -> tuple[Any, ...] | None:
     """First pattern in file order whose str search matches: id, offsets, raw groups."""
     for p in d.patterns:
@@ -41,13 +37,8 @@ def _reference(d: Dictionary, text: str) -> tuple[Any, ...] | None:
     return None
 
 
-def _answer(d: Dictionary, text: str) -> tuple[Any, ...] | None:
-    found = d.match(text)
-    return None if found is None else (found.pattern.id, found.start, found.end, dict(found.raw))
-
-
 def test_offsets_are_characters_after_non_ascii_text() -> None:
-    d = _dictionary(SOURCES)
+    d = dictionary_of(SOURCES)
     text = "Ünïcödé 日本語 — ok\nkernel: disk /dev/sdä1 is full\nnext"
     found = d.match(text)
     assert found is not None and found.pattern.id == "p0"
@@ -57,7 +48,7 @@ def test_offsets_are_characters_after_non_ascii_text() -> None:
 
 
 def test_non_ascii_pattern_and_optional_or_empty_groups() -> None:
-    d = _dictionary(SOURCES)
+    d = dictionary_of(SOURCES)
     found = d.match("ßß naïve café")
     assert found is not None and found.raw == {"word": "caf"}  # RE2's \w is ASCII only
     assert (found.start, found.end) == (3, 12) and (found.pattern.id, 3, 12, found.raw) == _reference(d, "ßß naïve café")
@@ -68,7 +59,7 @@ def test_non_ascii_pattern_and_optional_or_empty_groups() -> None:
 
 
 def test_a_match_ending_inside_a_character_keeps_re2s_offsets() -> None:
-    d = _dictionary([r"x\C"])  # \C is one byte, even inside a UTF-8 character
+    d = dictionary_of([r"x\C"])  # \C is one byte, even inside a UTF-8 character
     text = "aé xé b"
     found = d.match(text)
     m = d.patterns[0].regex.search(text)
@@ -78,13 +69,13 @@ def test_a_match_ending_inside_a_character_keeps_re2s_offsets() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_same_answers_as_the_str_path_on_mixed_texts(seed: int) -> None:
     rng = random.Random(seed)
-    d = _dictionary(SOURCES)
+    d = dictionary_of(SOURCES)
     pieces = ["disk /dev/sda1 is full", "OOM: killed process 7 (jäva)", "certificate for a.b expired",
               "line one\n line two end", "fatal: it broke", "naïve thing", "timeout after 30s",
               "é", "日本", "\u2028", "noise", "\t", "\n", "Ω OOM", "killed process 9", "—"]
     for _ in range(300):
         text = " ".join(rng.choice(pieces) for _ in range(rng.randrange(1, 8)))
-        assert _answer(d, text) == _reference(d, text), text
+        assert match_answer(d, text) == _reference(d, text), text
 
 
 def test_regex_set_matches_str_and_bytes_alike() -> None:
@@ -114,7 +105,7 @@ def test_line_around_printable_shortcut_changes_nothing(line: str) -> None:
 
 
 def test_best_reuses_the_match_and_answers_like_classify() -> None:
-    a = _dictionary(SOURCES)
+    a = dictionary_of(SOURCES)
     b = Dictionary("u", [Pattern("q", "c", "test", compile_regex(r"disk (?P<device>\S+)"), "cause {device}",
                                  ("look at {device}",), 0.9, ())])
     text = "é kernel: disk /dev/sdä1 is full"

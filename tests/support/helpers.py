@@ -1,5 +1,6 @@
 """Small helpers the tests and the benchmark share: waiting on a condition or a server,
-a clock moved by hand, a free port, TOML values for generated config files."""
+a clock moved by hand, a free port, TOML values for generated config files, small pattern
+dictionaries and their answers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hefestus.classify.patterns import Dictionary, Pattern
+from hefestus.classify.regex import compile_regex
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60, what: str | Callable[[], str] = "condition",
@@ -97,3 +101,15 @@ def offline_config(tmp_path: Path, base: Path) -> Path:
                  f'rules_dir = "{base / "rules"}"\npatterns_dir = "{base / "patterns"}"\n'
                  f'[state]\npath = "{tmp_path / "state.db"}"\n')
     return p
+
+
+def dictionary_of(sources: list[str], *, accelerate: bool = True) -> Dictionary:
+    """A dictionary ``t`` of one pattern ``p<i>`` per RE2 source, in order."""
+    return Dictionary("t", [Pattern(f"p{i}", "c", "test", compile_regex(s), "cause", ("step",), 0.8, ())
+                            for i, s in enumerate(sources)], accelerate=accelerate)
+
+
+def match_answer(d: Dictionary, text: str) -> tuple[Any, ...] | None:
+    """What ``d.match`` found, as comparable values: pattern id, offsets, raw groups."""
+    found = d.match(text)
+    return None if found is None else (found.pattern.id, found.start, found.end, dict(found.raw))

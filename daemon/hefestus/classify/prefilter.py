@@ -44,10 +44,6 @@ def available() -> bool:
     return hyperscan is not None
 
 
-def version() -> str:
-    return str(getattr(hyperscan, "__version__", "")) if hyperscan is not None else ""
-
-
 def _on_match(index: int, start: int, end: int, flags: int, found: list[int]) -> None:
     found.append(index)
 
@@ -70,8 +66,6 @@ class Prefilter:
     def scan(self, data: bytes) -> list[int]:
         """Indices (in the dictionary) of covered patterns that may match ``data``, unordered."""
         found: list[int] = []
-        if self._db is None:
-            return found
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = hyperscan.Scratch(self._db)
@@ -81,7 +75,8 @@ class Prefilter:
 
 @functools.lru_cache(maxsize=64)
 def build(sources: tuple[str, ...]) -> Prefilter | None:
-    """The prefilter for ``sources`` (RE2 syntax, as compiled), or None without Hyperscan.
+    """The prefilter for ``sources`` (RE2 syntax, as compiled); None without Hyperscan, or
+    when it can take none of them.
 
     Cached by source: a reload (SIGHUP) or a test that loads the same dictionaries again
     reuses the compiled database instead of compiling it anew (about 0.1 s a dictionary).
@@ -100,8 +95,8 @@ def build(sources: tuple[str, ...]) -> Prefilter | None:
             if _compile(sources, [i], flags) is None:
                 ascii_ids.remove(i)
         database = _compile(sources, ascii_ids, flags) if ascii_ids else None
-        if database is None:  # pragma: no cover - each compiled alone, so together too
-            ascii_ids = []
+    if database is None:
+        return None
     covered = set(ascii_ids)
     return Prefilter(database, ascii_ids, [i for i in range(len(sources)) if i not in covered])
 

@@ -98,7 +98,7 @@ class RegexSet:
     @property
     def engine(self) -> str:
         """What scans an ASCII text: ``hyperscan`` (with RE2 for the rest) or ``re2``."""
-        return "hyperscan" if self._fast is not None and self._fast.covered else "re2"
+        return "re2" if self._fast is None else "hyperscan"
 
     def match(self, text: str | bytes) -> list[int]:
         """Indices of the regexes that may match ``text``, ascending: every one that does,

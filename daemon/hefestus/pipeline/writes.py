@@ -61,13 +61,17 @@ class Writer:
 
     def submit(self, message: str, plans: list[Planned]) -> None:
         """Record the events as pending, then start writing ``message`` onto them."""
-        self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
-        self.mine.update(p.problem.eventid for p in plans)
+        self._pending(plans)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._in_flight, thread_name_prefix="zabbix-write")
         future = self._pool.submit(self._zbx.acknowledge, [p.problem.eventid for p in plans], message,
                                    action=self._action)
         self._queue.append((message, plans, future))
+
+    def _pending(self, plans: list[Planned]) -> None:
+        """The intent, recorded (fenced) before the call: ``pending``, and this process's own."""
+        self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
+        self.mine.update(p.problem.eventid for p in plans)
 
     def settle(self, report: CycleReport, *, wait: bool) -> set[int]:
         """Finish the writes Zabbix answered (every one with ``wait``), oldest first; the ids
@@ -97,8 +101,7 @@ class Writer:
 
     def _write(self, message: str, plans: list[Planned], report: CycleReport) -> set[int]:
         """Acknowledge ``plans`` with one call, here and now (the one-by-one retries)."""
-        self._ledger.record((p.problem.eventid, "pending", *_cls(p), "writing") for p in plans)
-        self.mine.update(p.problem.eventid for p in plans)
+        self._pending(plans)
         try:
             self._zbx.acknowledge([p.problem.eventid for p in plans], message, action=self._action)
         except ZabbixRejected as exc:
@@ -146,6 +149,7 @@ class Writer:
                   host=p.problem.host, error=str(exc), gave_up=gave_up)
         if not gave_up:
             return set()
+        self.mine.discard(p.problem.eventid)
         report.failed += 1
         if p.decision is not None and self._remediation is not None:
             self._remediation.release(p.problem.eventid, str(exc))

@@ -177,8 +177,10 @@ class Lease:
         if self._db.dialect != "postgresql":
             return []
         found = []
-        for name in self._db.sessions(PRESENCE):
-            tail = name[len(PRESENCE):]
+        for (name,) in self._db.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+                "AND usename = current_user AND starts_with(application_name, ?)", (PRESENCE,)):
+            tail = str(name)[len(PRESENCE):]
             if tail.isdigit() and int(tail) < epoch:
                 found.append(int(tail))
         return sorted(found)

@@ -102,17 +102,15 @@ def _password(url: str) -> str | None:
 
 #: Every transaction Hefestus opens lasts milliseconds; one idle this long belongs to a frozen process.
 IDLE_IN_TRANSACTION_MS = 5000
-#: Server-side TCP keepalive of a presence session: idle, interval, probes (seconds, count).
-PRESENCE_KEEPALIVE_PARTS = (5, 2, 3)
-PRESENCE_KEEPALIVE = PRESENCE_KEEPALIVE_PARTS[0] + PRESENCE_KEEPALIVE_PARTS[1] * PRESENCE_KEEPALIVE_PARTS[2]
+#: Server-side TCP keepalive of a presence session: idle s, interval s, probes (about 11 s in all).
+PRESENCE_KEEPALIVE = (5, 2, 3)
 
 
 class Session:
     """A dedicated connection kept open for its presence on the server (:meth:`PostgresDatabase.session`)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], error: Any) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._error = error
 
     def alive(self) -> bool:
         """Whether the server still has it (one round trip; a restarted server dropped it)."""
@@ -177,24 +175,17 @@ class PostgresDatabase:
 
     def session(self, application_name: str) -> Session:
         """A connection of its own, outside the pool, that runs nothing: its existence on the
-        server is the message (see :mod:`.lease`, presence). The server drops it within about
-        :data:`PRESENCE_KEEPALIVE` seconds of its process's host going silent, at once when
-        the process dies, and never while the process merely sleeps."""
-        idle, interval, count = PRESENCE_KEEPALIVE_PARTS
+        server is the message (see :mod:`.lease`, presence). The server drops it within the
+        :data:`PRESENCE_KEEPALIVE` of its process's host going silent, at once when the
+        process dies, and never while the process merely sleeps."""
+        idle, interval, count = PRESENCE_KEEPALIVE
         kwargs = {**self._kwargs, "application_name": application_name, "autocommit": True,
                   "options": f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
                              f"-c tcp_keepalives_count={count}"}
         try:
-            return Session(psycopg.connect(self._url, **kwargs), self._error)
+            return Session(psycopg.connect(self._url, **kwargs))
         except psycopg.Error as exc:
             raise self._error(exc) from None
-
-    def sessions(self, prefix: str) -> list[str]:
-        """The application names, starting with ``prefix``, of this database's sessions of
-        this role (any instance's)."""
-        rows = self.execute("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND usename = current_user AND starts_with(application_name, ?)", (prefix,))
-        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:
